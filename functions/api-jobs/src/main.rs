@@ -1,0 +1,25 @@
+//! api-jobs: login, user administration, and (to come) the syncrator-compatible job routes.
+
+mod routes;
+
+use ferry_shared::config::{self, ConfigError};
+
+struct Config {
+    table_name: String,
+    jwt_secret_arn: String,
+}
+
+impl Config {
+    fn from_env() -> Result<Self, ConfigError> {
+        Ok(Self { table_name: config::required("TABLE_NAME")?, jwt_secret_arn: config::required("JWT_SECRET_ARN")? })
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_http::Error> {
+    ferry_shared::telemetry::init();
+    let config = Config::from_env()?;
+    let aws = ferry_shared::aws::load().await;
+    let (store, tokens) = ferry_shared::auth::http_base(&aws, config.table_name, &config.jwt_secret_arn).await?;
+    ferry_shared::http::run(routes::router(routes::AppState { store, tokens })).await
+}

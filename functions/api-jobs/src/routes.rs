@@ -1,0 +1,67 @@
+//! Routes: `POST /login` (JSON or form) and `POST /users` (admins create users).
+
+use axum::extract::{FromRef, State};
+use axum::http::StatusCode;
+use axum::routing::post;
+use axum::{Json, Router};
+use ferry_shared::auth::{self, AccessToken, Authenticated, Tokens};
+use ferry_shared::http::{ApiError, JsonBody, JsonOrForm};
+use ferry_shared::store::Store;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::sync::Arc;
+
+#[derive(Clone, FromRef)]
+pub struct AppState {
+    pub store: Store,
+    pub tokens: Arc<Tokens>,
+}
+
+pub fn router(state: AppState) -> Router {
+    ferry_shared::http::finish(
+        Router::new()
+            .route("/login", post(login))
+            .route("/users", post(create_user))
+            .with_state(state),
+    )
+}
+
+#[derive(Deserialize)]
+struct LoginBody {
+    username: String,
+    password: String,
+}
+
+async fn login(State(state): State<AppState>, JsonOrForm(body): JsonOrForm<LoginBody>) -> Result<Json<AccessToken>, ApiError> {
+    if body.username.trim().is_empty() {
+        return Err(ApiError::missing("username"));
+    }
+    if body.password.is_empty() {
+        return Err(ApiError::missing("password"));
+    }
+    auth::login(&state.store, &state.tokens, body.username.trim(), &body.password).await.map(Json)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewUser {
+    username: String,
+    password: String,
+    #[serde(default)]
+    roles: Vec<String>,
+}
+
+async fn create_user(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    JsonBody(body): JsonBody<NewUser>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    if !caller.roles.iter().any(|r| r == "admin") {
+        return Err(ApiError::forbidden("only admins create users"));
+    }
+    if let Some(bad) = body.roles.iter().find(|r| !matches!(r.as_str(), "admin" | "user")) {
+        return Err(ApiError::invalid("roles", format!("unknown role {bad:?}; roles are admin and user")));
+    }
+    let user = auth::put_user(&state.store, &body.username, &body.password, body.roles, false).await?;
+    Ok((StatusCode::CREATED, Json(json!({"username": user.username, "roles": user.roles, "created_at": user.created_at}))))
+}

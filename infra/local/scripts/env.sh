@@ -1,0 +1,42 @@
+# shellcheck shell=bash
+# Environment of ferry's local stack. Source it (bash), don't run it:
+#     source infra/local/scripts/env.sh
+# It only exports variables; it defines no functions and changes no shell options, so it is safe in an
+# interactive shell. The functions' own variables (table name, queue URLs, ...) come from
+# `ferry-local env` once the stack is provisioned: eval "$(target/debug/ferry-local env)".
+
+# The repo root is derived from where this file lives, so a stale FERRY_ROOT from another checkout
+# never leaks in.
+FERRY_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]:-$0}")/../../.." && pwd)"
+export FERRY_ROOT
+export FERRY_STATE_DIR="${FERRY_STATE_DIR:-$FERRY_ROOT/.ferry}"   # gitignored: pids, logs, data, resources.json
+export FERRY_CACHE="${FERRY_CACHE:-$HOME/.cache/ferry}"           # installed tools, outside the repo
+
+case ":$PATH:" in
+  *":$FERRY_CACHE/bin:"*) ;;
+  *) export PATH="$PATH:$FERRY_CACHE/bin" ;;
+esac
+
+# AWS SDKs and CLIs: moto for everything except DynamoDB, which is DynamoDB Local. Dummy credentials;
+# no instance-metadata lookups (they would only time out here).
+export AWS_ENDPOINT_URL=http://127.0.0.1:4566
+export AWS_ENDPOINT_URL_DYNAMODB=http://127.0.0.1:8000
+export AWS_REGION=us-east-1
+export AWS_DEFAULT_REGION=us-east-1
+export AWS_ACCESS_KEY_ID=test
+export AWS_SECRET_ACCESS_KEY=test
+export AWS_EC2_METADATA_DISABLED=true
+
+# Local MariaDB (stands in for MySQL) and FerretDB (stands in for MongoDB).
+export FERRY_MYSQL_PASSWORD="${FERRY_MYSQL_PASSWORD:-ferry-local-password}"
+export FERRY_MYSQL_URL="mysql://ferry:${FERRY_MYSQL_PASSWORD}@127.0.0.1:3306/ferry"
+export FERRY_MYSQL_SOCKET="$FERRY_STATE_DIR/run/mysqld.sock"
+export FERRY_MONGO_URL=mongodb://127.0.0.1:27017/
+
+# cargo lambda watch: the functions' HTTP routes and the Lambda Invoke API.
+export FERRY_WATCH_URL=http://127.0.0.1:9000
+
+export SAM_CLI_TELEMETRY=0
+# The default target dir, made explicit so every tool agrees on where target/debug/ferry-local is.
+# Don't keep it exported around `sam build` (SAM sets its own CARGO_TARGET_DIR inside CodeUri).
+export CARGO_TARGET_DIR="$FERRY_ROOT/target"

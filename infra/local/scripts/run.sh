@@ -1,0 +1,238 @@
+#!/usr/bin/env bash
+# ferry's local stack, end to end (what `make dev|test|up|down|install|check` run):
+#
+#   up       install tools, start the backing services (stack.sh), build the workspace, provision the
+#            template's resources, start `cargo lambda watch` on 127.0.0.1:9000 and the event pump
+#   dev      up + an admin user, then follow the watch and pump logs until Ctrl-C; then down
+#   test     up, then fmt, clippy, routes check, cfn-lint, sam validate, cargo test; always down at the end
+#   down     stop the pump, watch, and the backing services
+#   status   what is running
+#   install  install.sh only
+#   check    cargo fmt --check + clippy only (no stack)
+#
+# Every step prints `==> step` and its wall time; the first failing step stops the run and is named.
+# State (pids, logs, data, resources.json, admin-password) lives in $FERRY_STATE_DIR (default .ferry/).
+set -euo pipefail
+
+RUN_SCRIPTS_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# stack.sh, sourced, defines the process helpers (spawn, wait_ready, stop_service, ...) and sources env.sh.
+# shellcheck source-path=SCRIPTDIR source=stack.sh
+source "$RUN_SCRIPTS_DIR/stack.sh"
+cd "$FERRY_ROOT"
+
+# FERRY_LOCAL overrides the binary (e.g. a release build, or a stub when testing these scripts).
+FERRY_LOCAL="${FERRY_LOCAL:-$CARGO_TARGET_DIR/debug/ferry-local}"
+WATCH_PORT=9000
+: "${FERRY_WATCH_TIMEOUT:=300}"
+RUN_T0=$SECONDS
+
+# step NAME CMD...: runs CMD in this shell, prints its wall time; on failure names the step and exits
+# (the EXIT trap, where set, runs `down`). CMD is a simple command or a function that returns non-zero on
+# failure (errexit does not apply inside it).
+step() {
+  local name="$1" t0=$SECONDS rc=0
+  shift
+  printf '==> %s\n' "$name"
+  "$@" || rc=$?
+  if [ "$rc" != 0 ]; then
+    printf '==> FAILED: %s (exit %s, after %s s)\n' "$name" "$rc" "$((SECONDS - t0))" >&2
+    exit "$rc"
+  fi
+  printf '    %s: ok, %s s\n' "$name" "$((SECONDS - t0))"
+}
+
+# ------------------------------------------------------------------------------------------ up
+
+# The workspace build includes ferry-local; if the binary is still missing afterwards, say so plainly.
+ensure_ferry_local() {
+  [ -x "$FERRY_LOCAL" ] && return 0
+  cargo build -p ferry-local || true
+  if [ ! -x "$FERRY_LOCAL" ]; then
+    say "error: $FERRY_LOCAL could not be built (cargo build -p ferry-local). It is the local-stack tool in"
+    say "       infra/local (provision, env, routes, pump, create-user); run.sh cannot go on without it."
+    return 1
+  fi
+}
+
+# Exports the functions' environment (table name, queue URLs, secret ARNs, ... resolved against the local
+# stack) into this shell, so watch, the pump and cargo test inherit it; keeps a copy for other shells.
+load_function_env() {
+  local out
+  out="$("$FERRY_LOCAL" env)" || return 1
+  eval "$out" || return 1
+  (umask 077 && printf '%s\n' "$out" >"$FERRY_STATE_DIR/function-env.sh")
+}
+
+start_watch() {
+  local pid
+  if pid="$(recorded_pid watch)" && http_answers "http://127.0.0.1:$WATCH_PORT/"; then
+    say "watch: already running (pid $pid)"
+    return 0
+  fi
+  [ -n "${pid:-}" ] && stop_service watch
+  if tcp_open "$WATCH_PORT"; then
+    say "error: port $WATCH_PORT is in use by a process run.sh did not start: $(port_owner "$WATCH_PORT")"
+    return 1
+  fi
+  command -v cargo-lambda >/dev/null || {
+    say "error: cargo-lambda is not on PATH: run infra/local/scripts/install.sh"
+    return 1
+  }
+  say "watch: starting cargo lambda watch on 127.0.0.1:$WATCH_PORT (log $(log_file watch))"
+  spawn watch -C "$FERRY_ROOT" cargo lambda watch -A 127.0.0.1 -P "$WATCH_PORT" --ignore-changes
+  wait_ready watch "$FERRY_WATCH_TIMEOUT" http_answers "http://127.0.0.1:$WATCH_PORT/"
+}
+
+start_pump() {
+  local pid
+  if pid="$(recorded_pid pump)"; then
+    say "pump: already running (pid $pid)"
+    return 0
+  fi
+  say "pump: starting ferry-local pump (log $(log_file pump))"
+  spawn pump -C "$FERRY_ROOT" "$FERRY_LOCAL" pump
+  # The pump has no port: it is up if it is still alive after a moment.
+  sleep 2
+  if ! recorded_pid pump >/dev/null; then
+    say "pump: exited right after starting"
+    log_tail pump
+    return 1
+  fi
+}
+
+cmd_up() {
+  step "install.sh" "$RUN_SCRIPTS_DIR/install.sh"
+  step "stack.sh start" "$RUN_SCRIPTS_DIR/stack.sh" start
+  step "cargo build --workspace --bins" cargo build --workspace --bins
+  step "ferry-local binary" ensure_ferry_local
+  step "ferry-local provision" "$FERRY_LOCAL" provision
+  step "ferry-local env" load_function_env
+  step "cargo lambda watch" start_watch
+  step "ferry-local pump" start_pump
+  printf '==> up in %s s: functions at %s\n' "$((SECONDS - RUN_T0))" "$FERRY_WATCH_URL"
+}
+
+# ------------------------------------------------------------------------------------------ down
+
+cmd_down() {
+  local t0=$SECONDS
+  printf '==> down\n'
+  stop_service pump
+  stop_service watch
+  "$RUN_SCRIPTS_DIR/stack.sh" stop
+  printf '    down: ok, %s s\n' "$((SECONDS - t0))"
+}
+
+# On exit (normal, error or Ctrl-C) take everything down, keeping the exit status.
+down_on_exit() {
+  local rc=$?
+  trap - EXIT
+  trap '' INT TERM
+  [ -n "${TAIL_PID:-}" ] && kill "$TAIL_PID" 2>/dev/null
+  cmd_down || rc=1
+  exit "$rc"
+}
+arm_down_on_exit() {
+  trap down_on_exit EXIT
+  trap 'exit 130' INT
+  trap 'exit 143' TERM
+}
+
+# ------------------------------------------------------------------------------------------ dev
+
+create_admin() {
+  local pwfile="$FERRY_STATE_DIR/admin-password"
+  mkdir -p "$FERRY_STATE_DIR"
+  if [ -n "${FERRY_ADMIN_PASSWORD:-}" ]; then
+    (umask 077 && printf '%s' "$FERRY_ADMIN_PASSWORD" >"$pwfile")
+  elif [ ! -s "$pwfile" ]; then
+    (umask 077 && "$(probe_python)" -c 'import secrets; print(secrets.token_urlsafe(18), end="")' >"$pwfile") || return 1
+  fi
+  chmod 600 "$pwfile"
+  "$FERRY_LOCAL" create-user admin --password-file "$pwfile"
+}
+
+cmd_dev() {
+  arm_down_on_exit
+  cmd_up
+  step "create admin user" create_admin
+  local rel_state="${FERRY_STATE_DIR#"$FERRY_ROOT"/}"
+  cat <<EOF
+
+ferry is running locally. Base URL: $FERRY_WATCH_URL
+  log in as admin (the password is in $rel_state/admin-password; set FERRY_ADMIN_PASSWORD to choose it):
+    curl -sS -X POST $FERRY_WATCH_URL/login --data-urlencode username=admin --data-urlencode "password=\$(cat $rel_state/admin-password)"
+  the same environment in another shell:
+    source infra/local/scripts/env.sh && source $rel_state/function-env.sh
+  logs: $rel_state/logs/{watch,pump,dynamodb,moto,mariadb,ferretdb}.log
+
+Following the watch and pump logs; Ctrl-C stops everything.
+
+EOF
+  tail -n 20 -F "$(log_file watch)" "$(log_file pump)" &
+  TAIL_PID=$!
+  while sleep 2; do
+    for s in watch pump; do
+      if ! recorded_pid "$s" >/dev/null; then
+        say "$s exited unexpectedly; stopping"
+        exit 1
+      fi
+    done
+  done
+}
+
+# ------------------------------------------------------------------------------------------ test
+
+fmt_check() { cargo fmt --all -- --check; }
+clippy() { cargo clippy --workspace --all-targets -- -D warnings; }
+
+cmd_check() {
+  step "cargo fmt --check" fmt_check
+  step "cargo clippy -D warnings" clippy
+}
+
+cmd_test() {
+  local s
+  for s in "${STACK_SERVICES[@]}" watch pump; do
+    if recorded_pid "$s" >/dev/null; then
+      say "note: a local stack is already running ($s, ...); test reuses it and stops it at the end"
+      break
+    fi
+  done
+  arm_down_on_exit
+  cmd_up
+  cmd_check
+  step "ferry-local routes --check" "$FERRY_LOCAL" routes --check
+  step "cfn-lint" "$FERRY_CACHE/bin/cfn-lint" infra/template.yaml
+  step "sam validate --lint" "$FERRY_CACHE/bin/sam" validate --lint --template-file infra/template.yaml
+  step "cargo test" cargo test --workspace -- --test-threads=4
+  printf '==> all tests passed in %s s\n' "$((SECONDS - RUN_T0))"
+}
+
+cmd_status() {
+  local s pid rc=0
+  "$RUN_SCRIPTS_DIR/stack.sh" status || rc=1
+  for s in watch pump; do
+    if pid="$(recorded_pid "$s")"; then
+      printf '%-9s running  pid %s\n' "$s" "$pid"
+    else
+      printf '%-9s stopped\n' "$s"
+      rc=1
+    fi
+  done
+  return "$rc"
+}
+
+case "${1:-}" in
+  up) cmd_up ;;
+  dev) cmd_dev ;;
+  test) cmd_test ;;
+  down) cmd_down ;;
+  status) cmd_status ;;
+  install) step "install.sh" "$RUN_SCRIPTS_DIR/install.sh" ;;
+  check) cmd_check ;;
+  *)
+    echo "usage: $0 dev|test|up|down|status|install|check" >&2
+    exit 2
+    ;;
+esac

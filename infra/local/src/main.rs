@@ -1,0 +1,135 @@
+//! `ferry-local`: the CLI over the ferry-local library (see its docs for what each command does).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+use ferry_local::{clients::Clients, env, provision, pump, routes, state, template::Template};
+
+#[derive(Parser)]
+#[command(name = "ferry-local", about = "ferry's local stack, driven by infra/template.yaml")]
+struct Cli {
+    /// The SAM template (default: infra/template.yaml in the repo root).
+    #[arg(long, global = true)]
+    template: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create the template's tables, queues, buckets, schedule groups and secrets (idempotent) and write
+    /// $FERRY_STATE_DIR/resources.json.
+    Provision,
+    /// Print `export KEY='VALUE'` lines: every function's environment variables, resolved.
+    Env,
+    /// Check or rewrite the cargo lambda watch router in the root Cargo.toml.
+    Routes(RoutesArgs),
+    /// Feed SQS messages to the functions through cargo lambda watch and fire stored schedules.
+    Pump(PumpArgs),
+}
+
+#[derive(Args)]
+#[group(required = true, multiple = false)]
+struct RoutesArgs {
+    /// Exit 1, with a diff, if the generated block differs from the template.
+    #[arg(long)]
+    check: bool,
+    /// Rewrite the generated block (append it if missing).
+    #[arg(long)]
+    write: bool,
+    /// The Cargo.toml holding the router (default: the repo root's).
+    #[arg(long, global = false)]
+    manifest: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct PumpArgs {
+    /// Fire only schedules of these groups (repeatable; default: every group).
+    #[arg(long = "schedule-group")]
+    schedule_groups: Vec<String>,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("ferry-local: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<ExitCode> {
+    let template_path = cli.template.clone().unwrap_or_else(state::default_template_path);
+    let template = Template::load(&template_path)?;
+    match cli.command {
+        Command::Provision => {
+            let clients = Clients::from_env().await;
+            let naming = provision::Naming::default();
+            let recorded = provision::provision(&template, &clients, &naming, &mut |line| println!("{line}")).await?;
+            let path = recorded.save(&state::state_dir())?;
+            println!("wrote {}", path.display());
+        }
+        Command::Env => {
+            let st = state::State::load(&state::state_dir())?;
+            print!("{}", env::render_exports(&env::union_env(&template, &st)?));
+        }
+        Command::Routes(args) => {
+            let manifest = args.manifest.unwrap_or_else(|| state::repo_root().join("Cargo.toml"));
+            let text = std::fs::read_to_string(&manifest).with_context(|| format!("reading {}", manifest.display()))?;
+            let block = routes::render_block(&template)?;
+            if args.write {
+                let new = routes::apply(&text, &block)?;
+                if new == text {
+                    println!("{}: router up to date", manifest.display());
+                } else {
+                    std::fs::write(&manifest, new).with_context(|| format!("writing {}", manifest.display()))?;
+                    println!("{}: router rewritten from {}", manifest.display(), template_path.display());
+                }
+            } else if let Some(diff) = routes::check(&text, &block)? {
+                eprint!("{}: {diff}", manifest.display());
+                return Ok(ExitCode::from(1));
+            } else {
+                println!("{}: router matches the template", manifest.display());
+            }
+        }
+        Command::Pump(args) => {
+            ferry_shared::telemetry::init();
+            let st = state::State::load(&state::state_dir())?;
+            let clients = Clients::from_env().await;
+            let settings = pump::PumpSettings::from_env()?;
+            let groups = if args.schedule_groups.is_empty() {
+                pump::schedules::GroupFilter::all()
+            } else {
+                pump::schedules::GroupFilter::only(args.schedule_groups)
+            };
+            let (tx, rx) = tokio::sync::watch::channel(false);
+            tokio::spawn(async move {
+                wait_for_signal().await;
+                tracing::info!("stop requested; finishing in-flight invocations");
+                let _ = tx.send(true);
+            });
+            pump::run(&template, &st, &clients, &settings, groups, rx).await?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn wait_for_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGTERM; only SIGINT stops the pump");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

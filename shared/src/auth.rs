@@ -1,0 +1,260 @@
+//! Authentication: argon2 password hashes for users kept in DynamoDB, and short-lived HS256 JWTs signed
+//! with a key read from Secrets Manager at start-up.
+//!
+//! Tokens carry `iss` and `aud` = "ferry" and expire after [`TOKEN_TTL_SECS`]. Verification accepts HS256
+//! only, so `alg: none` and any other algorithm are refused, as are wrong signatures, expired tokens and
+//! other audiences. Every refusal is a 401 with the JSON error body.
+
+use crate::domain::user::User;
+use crate::http::ApiError;
+use crate::keys::Key;
+use crate::store::{Meta, Store, StoreError};
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString, rand_core::OsRng};
+use argon2::Argon2;
+use axum::extract::{FromRef, FromRequestParts};
+use axum::http::header;
+use axum::http::request::Parts;
+use base64::Engine;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+use std::sync::{Arc, OnceLock};
+
+pub const TOKEN_TTL_SECS: i64 = 15 * 60;
+pub const AUDIENCE: &str = "ferry";
+pub const ISSUER: &str = "ferry";
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Claims {
+    pub sub: String,
+    pub aud: String,
+    pub iss: String,
+    pub iat: i64,
+    pub exp: i64,
+    #[serde(default)]
+    pub roles: Vec<String>,
+}
+
+/// The answer to a successful login, in the original syncrator shape.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AccessToken {
+    pub access_token: String,
+    pub expires_in: i64,
+    pub token_type: String,
+}
+
+/// Issues and verifies tokens with one signing key.
+pub struct Tokens {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
+}
+
+impl std::fmt::Debug for Tokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Tokens { key: <redacted> }")
+    }
+}
+
+impl Tokens {
+    pub fn new(key: &[u8]) -> Self {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.set_audience(&[AUDIENCE]);
+        validation.set_issuer(&[ISSUER]);
+        validation.set_required_spec_claims(&["exp", "aud", "iss", "sub"]);
+        validation.leeway = 5;
+        Self { encoding: EncodingKey::from_secret(key), decoding: DecodingKey::from_secret(key), validation }
+    }
+
+    /// Reads the signing key from Secrets Manager.
+    pub async fn from_secret(client: &aws_sdk_secretsmanager::Client, secret_id: &str) -> anyhow::Result<Self> {
+        let key = crate::secrets::get_string(client, secret_id).await?;
+        if key.len() < 32 {
+            anyhow::bail!("the JWT signing key in {secret_id} is shorter than 32 bytes");
+        }
+        Ok(Self::new(key.as_bytes()))
+    }
+
+    pub fn issue(&self, user: &User) -> Result<AccessToken, ApiError> {
+        let now = chrono::Utc::now().timestamp();
+        let claims = Claims {
+            sub: user.username.clone(),
+            aud: AUDIENCE.into(),
+            iss: ISSUER.into(),
+            iat: now,
+            exp: now + TOKEN_TTL_SECS,
+            roles: user.roles.clone(),
+        };
+        let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+            .map_err(ApiError::internal)?;
+        Ok(AccessToken { access_token: token, expires_in: TOKEN_TTL_SECS, token_type: "bearer".into() })
+    }
+
+    pub fn verify(&self, token: &str) -> Result<Claims, ApiError> {
+        jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+            .map(|d| d.claims)
+            .map_err(|e| {
+                use jsonwebtoken::errors::ErrorKind as K;
+                let why = match e.kind() {
+                    K::ExpiredSignature => "token expired",
+                    K::InvalidAudience => "token is for another audience",
+                    K::InvalidIssuer => "token has another issuer",
+                    K::InvalidSignature => "token signature is invalid",
+                    K::InvalidAlgorithm => "token algorithm is not accepted",
+                    _ => "token is malformed",
+                };
+                ApiError::unauthorized(why).field("authorization")
+            })
+    }
+}
+
+pub fn hash_password(password: &str) -> anyhow::Result<String> {
+    let salt = SaltString::generate(&mut OsRng);
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| anyhow::anyhow!("argon2: {e}"))
+}
+
+pub fn verify_password(password: &str, phc: &str) -> bool {
+    PasswordHash::new(phc).is_ok_and(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
+}
+
+/// A hash to verify against when the user does not exist, so timing does not tell whether a name exists.
+fn dummy_hash() -> &'static str {
+    static DUMMY: OnceLock<String> = OnceLock::new();
+    DUMMY.get_or_init(|| hash_password("ferry-timing-equaliser").unwrap_or_default())
+}
+
+/// Checks a username and password against the store and issues a token.
+pub async fn login(store: &Store, tokens: &Tokens, username: &str, password: &str) -> Result<AccessToken, ApiError> {
+    let user = store.get::<User>(&Key::user(username)).await?.map(|v| v.value);
+    let hash = user.as_ref().map_or(dummy_hash(), |u| u.password_hash.as_str());
+    let ok = verify_password(password, hash);
+    match user {
+        Some(u) if ok => tokens.issue(&u),
+        _ => Err(ApiError::unauthorized("invalid username or password")),
+    }
+}
+
+/// Creates a user, or replaces its password and roles when `replace` is set.
+pub async fn put_user(store: &Store, username: &str, password: &str, roles: Vec<String>, replace: bool) -> Result<User, ApiError> {
+    crate::domain::user::validate_username(username).map_err(|r| ApiError::invalid("username", r))?;
+    crate::domain::user::validate_password(password).map_err(|r| ApiError::invalid("password", r))?;
+    let user = User {
+        username: username.to_string(),
+        password_hash: hash_password(password).map_err(ApiError::internal)?,
+        roles,
+        created_at: crate::domain::now_rfc3339(),
+    };
+    let key = Key::user(username);
+    match store.create(&key, &Meta::default(), &user).await {
+        Ok(()) => Ok(user),
+        Err(StoreError::Exists) if replace => {
+            let fresh = user.clone();
+            store.transition(&key, |_: &User| Meta::default(), move |_| Ok(fresh.clone())).await?;
+            Ok(user)
+        }
+        Err(StoreError::Exists) => Err(ApiError::conflict("user already exists").field("username")),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The caller, proven by a valid `Authorization: Bearer` token. Use it as an extractor on every
+/// mutating route.
+#[derive(Debug, Clone)]
+pub struct Authenticated(pub Claims);
+
+impl<S> FromRequestParts<S> for Authenticated
+where
+    Arc<Tokens>: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let tokens = Arc::<Tokens>::from_ref(state);
+        let value = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| ApiError::unauthorized("a Bearer token is required").field("authorization"))?;
+        let token = value
+            .strip_prefix("Bearer ")
+            .or_else(|| value.strip_prefix("bearer "))
+            .ok_or_else(|| ApiError::unauthorized("authorization must be a Bearer token").field("authorization"))?;
+        tokens.verify(token.trim()).map(Authenticated)
+    }
+}
+
+/// Decodes an `Authorization: Basic` header into (username, password), for routes that accept it for
+/// compatibility.
+pub fn basic_credentials(value: &str) -> Option<(String, String)> {
+    let encoded = value.strip_prefix("Basic ").or_else(|| value.strip_prefix("basic "))?;
+    let decoded = base64::engine::general_purpose::STANDARD.decode(encoded.trim()).ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (user, pass) = text.split_once(':')?;
+    Some((user.to_string(), pass.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+    fn user() -> User {
+        User { username: "ada".into(), password_hash: String::new(), roles: vec!["admin".into()], created_at: "t".into() }
+    }
+
+    #[test]
+    fn issued_token_verifies_and_names_the_user() {
+        let t = Tokens::new(&[7u8; 32]);
+        let tok = t.issue(&user()).unwrap();
+        assert_eq!(tok.token_type, "bearer");
+        assert_eq!(tok.expires_in, 900);
+        assert_eq!(t.verify(&tok.access_token).unwrap().sub, "ada");
+    }
+
+    #[test]
+    fn wrong_key_alg_none_expired_and_wrong_audience_are_refused() {
+        let t = Tokens::new(&[7u8; 32]);
+        let other = Tokens::new(&[8u8; 32]);
+        let tok = other.issue(&user()).unwrap().access_token;
+        assert_eq!(t.verify(&tok).unwrap_err().status.as_u16(), 401);
+
+        let now = chrono::Utc::now().timestamp();
+        let claims = |aud: &str, exp: i64| Claims {
+            sub: "ada".into(), aud: aud.into(), iss: ISSUER.into(), iat: now, exp, roles: vec![],
+        };
+        let header_none = URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#);
+        let body = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims(AUDIENCE, now + 600)).unwrap());
+        assert!(t.verify(&format!("{header_none}.{body}.")).is_err());
+
+        let key = EncodingKey::from_secret(&[7u8; 32]);
+        let expired = jsonwebtoken::encode(&Header::default(), &claims(AUDIENCE, now - 600), &key).unwrap();
+        assert_eq!(t.verify(&expired).unwrap_err().message, "token expired");
+        let foreign = jsonwebtoken::encode(&Header::default(), &claims("someone-else", now + 600), &key).unwrap();
+        assert_eq!(t.verify(&foreign).unwrap_err().message, "token is for another audience");
+    }
+
+    #[test]
+    fn passwords_verify_only_against_their_hash() {
+        let h = hash_password("correct horse").unwrap();
+        assert!(verify_password("correct horse", &h));
+        assert!(!verify_password("wrong horse", &h));
+        assert!(!verify_password("correct horse", "not-a-hash"));
+    }
+
+    #[test]
+    fn basic_header_decodes() {
+        let v = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode("ada:pw:with:colons"));
+        assert_eq!(basic_credentials(&v), Some(("ada".into(), "pw:with:colons".into())));
+        assert_eq!(basic_credentials("Bearer x"), None);
+    }
+}
+
+/// What every HTTP function builds at start-up: the store and the token verifier.
+pub async fn http_base(aws: &aws_config::SdkConfig, table: String, jwt_secret_arn: &str) -> anyhow::Result<(Store, Arc<Tokens>)> {
+    let store = Store::new(aws_sdk_dynamodb::Client::new(aws), table);
+    let tokens = Tokens::from_secret(&aws_sdk_secretsmanager::Client::new(aws), jwt_secret_arn).await?;
+    Ok((store, Arc::new(tokens)))
+}

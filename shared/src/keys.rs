@@ -1,0 +1,127 @@
+//! The single-table key layout. Handlers never build key strings by hand: they ask this module.
+//!
+//! | item | pk | sk | gsi1pk | gsi1sk |
+//! |---|---|---|---|---|
+//! | user | `USER#{name}` | `PROFILE` | | |
+//! | sync job | `JOB#{id}` | `JOB` | `JOBS` | `{created}#{id}` |
+//! | run | `JOB#{job}` | `RUN#{run}` | | |
+//! | object record | `RUN#{run}` | `OBJ#{key}` | | |
+//! | loader | `LOADER#{id}` | `LOADER` | `LOADERS` | `{created}#{id}` |
+//! | ingest file | `FILE#{name}` | `FILE` | `FILES` | `{updated}#{name}` |
+//! | task | `TASK#{id}` | `TASK` | `TASKS#{owner}` | `{created}#{id}` |
+//!
+//! Free-form parts (object keys, file names) always come last in a key, so a `#` inside them cannot
+//! make two different items share a key.
+
+use serde::{Deserialize, Serialize};
+
+/// Primary key of an item.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Key {
+    pub pk: String,
+    pub sk: String,
+}
+
+/// Key of an item in the `gsi1` listing index.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IndexKey {
+    pub gsi1pk: String,
+    pub gsi1sk: String,
+}
+
+/// The partition of a listing, queried on `gsi1`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listing(pub String);
+
+/// Prefix of the sort keys of one item kind inside a partition (runs of a job, objects of a run).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Children {
+    pub pk: String,
+    pub sk_prefix: &'static str,
+}
+
+fn k(pk: String, sk: impl Into<String>) -> Key {
+    Key { pk, sk: sk.into() }
+}
+
+impl Key {
+    pub fn user(name: &str) -> Key {
+        k(format!("USER#{name}"), "PROFILE")
+    }
+    pub fn job(id: &str) -> Key {
+        k(format!("JOB#{id}"), "JOB")
+    }
+    pub fn run(job: &str, run: &str) -> Key {
+        k(format!("JOB#{job}"), format!("RUN#{run}"))
+    }
+    pub fn object(run: &str, object_key: &str) -> Key {
+        k(format!("RUN#{run}"), format!("OBJ#{object_key}"))
+    }
+    pub fn loader(id: &str) -> Key {
+        k(format!("LOADER#{id}"), "LOADER")
+    }
+    pub fn ingest_file(name: &str) -> Key {
+        k(format!("FILE#{name}"), "FILE")
+    }
+    pub fn task(id: &str) -> Key {
+        k(format!("TASK#{id}"), "TASK")
+    }
+}
+
+impl IndexKey {
+    pub fn job(created_rfc3339: &str, id: &str) -> IndexKey {
+        IndexKey { gsi1pk: "JOBS".into(), gsi1sk: format!("{created_rfc3339}#{id}") }
+    }
+    pub fn loader(created_rfc3339: &str, id: &str) -> IndexKey {
+        IndexKey { gsi1pk: "LOADERS".into(), gsi1sk: format!("{created_rfc3339}#{id}") }
+    }
+    pub fn ingest_file(updated_rfc3339: &str, name: &str) -> IndexKey {
+        IndexKey { gsi1pk: "FILES".into(), gsi1sk: format!("{updated_rfc3339}#{name}") }
+    }
+    pub fn task(owner: &str, created_rfc3339: &str, id: &str) -> IndexKey {
+        IndexKey { gsi1pk: format!("TASKS#{owner}"), gsi1sk: format!("{created_rfc3339}#{id}") }
+    }
+}
+
+impl Listing {
+    pub fn jobs() -> Listing {
+        Listing("JOBS".into())
+    }
+    pub fn loaders() -> Listing {
+        Listing("LOADERS".into())
+    }
+    pub fn ingest_files() -> Listing {
+        Listing("FILES".into())
+    }
+    pub fn tasks_of(owner: &str) -> Listing {
+        Listing(format!("TASKS#{owner}"))
+    }
+}
+
+impl Children {
+    pub fn runs_of(job: &str) -> Children {
+        Children { pk: format!("JOB#{job}"), sk_prefix: "RUN#" }
+    }
+    pub fn objects_of(run: &str) -> Children {
+        Children { pk: format!("RUN#{run}"), sk_prefix: "OBJ#" }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn object_keys_with_separators_stay_distinct() {
+        assert_ne!(Key::object("r1", "a#b"), Key::object("r1#a", "b"));
+        assert_eq!(Key::object("r1", "a#b").sk, "OBJ#a#b");
+    }
+
+    #[test]
+    fn runs_share_their_job_partition() {
+        let run = Key::run("j1", "r1");
+        let children = Children::runs_of("j1");
+        assert_eq!(run.pk, children.pk);
+        assert!(run.sk.starts_with(children.sk_prefix));
+    }
+}

@@ -1,0 +1,28 @@
+//! ferry's shared library: what every function uses, so that each `main.rs` only wires.
+//!
+//! Pure modules (always built): [`config`], [`telemetry`], [`keys`], [`schedule`], [`domain`],
+//! [`messages`]. Adapters and edges sit behind features so a function compiles only what it uses:
+//! `dynamo` ([`store`]), `sqs` ([`queue`]), `secrets` ([`secrets`]), `http` ([`http`]), `auth` ([`auth`]),
+//! `worker` ([`worker`]).
+
+pub mod config;
+pub mod domain;
+pub mod keys;
+pub mod messages;
+pub mod schedule;
+pub mod telemetry;
+
+#[cfg(feature = "aws")]
+pub mod aws;
+#[cfg(feature = "auth")]
+pub mod auth;
+#[cfg(feature = "http")]
+pub mod http;
+#[cfg(feature = "sqs")]
+pub mod queue;
+#[cfg(feature = "secrets")]
+pub mod secrets;
+#[cfg(feature = "dynamo")]
+pub mod store;
+#[cfg(feature = "worker")]
+pub mod worker;
