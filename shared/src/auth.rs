@@ -9,8 +9,10 @@ use crate::domain::user::User;
 use crate::http::ApiError;
 use crate::keys::Key;
 use crate::store::{Meta, Store, StoreError};
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString, rand_core::OsRng};
 use argon2::Argon2;
+use argon2::password_hash::{
+    PasswordHash, PasswordHasher, PasswordVerifier, SaltString, rand_core::OsRng,
+};
 use axum::extract::{FromRef, FromRequestParts};
 use axum::http::header;
 use axum::http::request::Parts;
@@ -62,11 +64,18 @@ impl Tokens {
         validation.set_issuer(&[ISSUER]);
         validation.set_required_spec_claims(&["exp", "aud", "iss", "sub"]);
         validation.leeway = 5;
-        Self { encoding: EncodingKey::from_secret(key), decoding: DecodingKey::from_secret(key), validation }
+        Self {
+            encoding: EncodingKey::from_secret(key),
+            decoding: DecodingKey::from_secret(key),
+            validation,
+        }
     }
 
     /// Reads the signing key from Secrets Manager.
-    pub async fn from_secret(client: &aws_sdk_secretsmanager::Client, secret_id: &str) -> anyhow::Result<Self> {
+    pub async fn from_secret(
+        client: &aws_sdk_secretsmanager::Client,
+        secret_id: &str,
+    ) -> anyhow::Result<Self> {
         let key = crate::secrets::get_string(client, secret_id).await?;
         if key.len() < 32 {
             anyhow::bail!("the JWT signing key in {secret_id} is shorter than 32 bytes");
@@ -86,7 +95,11 @@ impl Tokens {
         };
         let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .map_err(ApiError::internal)?;
-        Ok(AccessToken { access_token: token, expires_in: TOKEN_TTL_SECS, token_type: "bearer".into() })
+        Ok(AccessToken {
+            access_token: token,
+            expires_in: TOKEN_TTL_SECS,
+            token_type: "bearer".into(),
+        })
     }
 
     pub fn verify(&self, token: &str) -> Result<Claims, ApiError> {
@@ -116,7 +129,11 @@ pub fn hash_password(password: &str) -> anyhow::Result<String> {
 }
 
 pub fn verify_password(password: &str, phc: &str) -> bool {
-    PasswordHash::new(phc).is_ok_and(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
+    PasswordHash::new(phc).is_ok_and(|h| {
+        Argon2::default()
+            .verify_password(password.as_bytes(), &h)
+            .is_ok()
+    })
 }
 
 /// A hash to verify against when the user does not exist, so timing does not tell whether a name exists.
@@ -126,9 +143,19 @@ fn dummy_hash() -> &'static str {
 }
 
 /// Checks a username and password against the store and issues a token.
-pub async fn login(store: &Store, tokens: &Tokens, username: &str, password: &str) -> Result<AccessToken, ApiError> {
-    let user = store.get::<User>(&Key::user(username)).await?.map(|v| v.value);
-    let hash = user.as_ref().map_or(dummy_hash(), |u| u.password_hash.as_str());
+pub async fn login(
+    store: &Store,
+    tokens: &Tokens,
+    username: &str,
+    password: &str,
+) -> Result<AccessToken, ApiError> {
+    let user = store
+        .get::<User>(&Key::user(username))
+        .await?
+        .map(|v| v.value);
+    let hash = user
+        .as_ref()
+        .map_or(dummy_hash(), |u| u.password_hash.as_str());
     let ok = verify_password(password, hash);
     match user {
         Some(u) if ok => tokens.issue(&u),
@@ -137,9 +164,17 @@ pub async fn login(store: &Store, tokens: &Tokens, username: &str, password: &st
 }
 
 /// Creates a user, or replaces its password and roles when `replace` is set.
-pub async fn put_user(store: &Store, username: &str, password: &str, roles: Vec<String>, replace: bool) -> Result<User, ApiError> {
-    crate::domain::user::validate_username(username).map_err(|r| ApiError::invalid("username", r))?;
-    crate::domain::user::validate_password(password).map_err(|r| ApiError::invalid("password", r))?;
+pub async fn put_user(
+    store: &Store,
+    username: &str,
+    password: &str,
+    roles: Vec<String>,
+    replace: bool,
+) -> Result<User, ApiError> {
+    crate::domain::user::validate_username(username)
+        .map_err(|r| ApiError::invalid("username", r))?;
+    crate::domain::user::validate_password(password)
+        .map_err(|r| ApiError::invalid("password", r))?;
     let user = User {
         username: username.to_string(),
         password_hash: hash_password(password).map_err(ApiError::internal)?,
@@ -151,7 +186,9 @@ pub async fn put_user(store: &Store, username: &str, password: &str, roles: Vec<
         Ok(()) => Ok(user),
         Err(StoreError::Exists) if replace => {
             let fresh = user.clone();
-            store.transition(&key, |_: &User| Meta::default(), move |_| Ok(fresh.clone())).await?;
+            store
+                .transition(&key, |_: &User| Meta::default(), move |_| Ok(fresh.clone()))
+                .await?;
             Ok(user)
         }
         Err(StoreError::Exists) => Err(ApiError::conflict("user already exists").field("username")),
@@ -177,11 +214,16 @@ where
             .headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .ok_or_else(|| ApiError::unauthorized("a Bearer token is required").field("authorization"))?;
+            .ok_or_else(|| {
+                ApiError::unauthorized("a Bearer token is required").field("authorization")
+            })?;
         let token = value
             .strip_prefix("Bearer ")
             .or_else(|| value.strip_prefix("bearer "))
-            .ok_or_else(|| ApiError::unauthorized("authorization must be a Bearer token").field("authorization"))?;
+            .ok_or_else(|| {
+                ApiError::unauthorized("authorization must be a Bearer token")
+                    .field("authorization")
+            })?;
         tokens.verify(token.trim()).map(Authenticated)
     }
 }
@@ -189,8 +231,12 @@ where
 /// Decodes an `Authorization: Basic` header into (username, password), for routes that accept it for
 /// compatibility.
 pub fn basic_credentials(value: &str) -> Option<(String, String)> {
-    let encoded = value.strip_prefix("Basic ").or_else(|| value.strip_prefix("basic "))?;
-    let decoded = base64::engine::general_purpose::STANDARD.decode(encoded.trim()).ok()?;
+    let encoded = value
+        .strip_prefix("Basic ")
+        .or_else(|| value.strip_prefix("basic "))?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
     let text = String::from_utf8(decoded).ok()?;
     let (user, pass) = text.split_once(':')?;
     Some((user.to_string(), pass.to_string()))
@@ -202,7 +248,12 @@ mod tests {
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
     fn user() -> User {
-        User { username: "ada".into(), password_hash: String::new(), roles: vec!["admin".into()], created_at: "t".into() }
+        User {
+            username: "ada".into(),
+            password_hash: String::new(),
+            roles: vec!["admin".into()],
+            created_at: "t".into(),
+        }
     }
 
     #[test]
@@ -223,17 +274,29 @@ mod tests {
 
         let now = chrono::Utc::now().timestamp();
         let claims = |aud: &str, exp: i64| Claims {
-            sub: "ada".into(), aud: aud.into(), iss: ISSUER.into(), iat: now, exp, roles: vec![],
+            sub: "ada".into(),
+            aud: aud.into(),
+            iss: ISSUER.into(),
+            iat: now,
+            exp,
+            roles: vec![],
         };
         let header_none = URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#);
-        let body = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims(AUDIENCE, now + 600)).unwrap());
+        let body =
+            URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims(AUDIENCE, now + 600)).unwrap());
         assert!(t.verify(&format!("{header_none}.{body}.")).is_err());
 
         let key = EncodingKey::from_secret(&[7u8; 32]);
-        let expired = jsonwebtoken::encode(&Header::default(), &claims(AUDIENCE, now - 600), &key).unwrap();
+        let expired =
+            jsonwebtoken::encode(&Header::default(), &claims(AUDIENCE, now - 600), &key).unwrap();
         assert_eq!(t.verify(&expired).unwrap_err().message, "token expired");
-        let foreign = jsonwebtoken::encode(&Header::default(), &claims("someone-else", now + 600), &key).unwrap();
-        assert_eq!(t.verify(&foreign).unwrap_err().message, "token is for another audience");
+        let foreign =
+            jsonwebtoken::encode(&Header::default(), &claims("someone-else", now + 600), &key)
+                .unwrap();
+        assert_eq!(
+            t.verify(&foreign).unwrap_err().message,
+            "token is for another audience"
+        );
     }
 
     #[test]
@@ -246,15 +309,26 @@ mod tests {
 
     #[test]
     fn basic_header_decodes() {
-        let v = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode("ada:pw:with:colons"));
-        assert_eq!(basic_credentials(&v), Some(("ada".into(), "pw:with:colons".into())));
+        let v = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode("ada:pw:with:colons")
+        );
+        assert_eq!(
+            basic_credentials(&v),
+            Some(("ada".into(), "pw:with:colons".into()))
+        );
         assert_eq!(basic_credentials("Bearer x"), None);
     }
 }
 
 /// What every HTTP function builds at start-up: the store and the token verifier.
-pub async fn http_base(aws: &aws_config::SdkConfig, table: String, jwt_secret_arn: &str) -> anyhow::Result<(Store, Arc<Tokens>)> {
+pub async fn http_base(
+    aws: &aws_config::SdkConfig,
+    table: String,
+    jwt_secret_arn: &str,
+) -> anyhow::Result<(Store, Arc<Tokens>)> {
     let store = Store::new(aws_sdk_dynamodb::Client::new(aws), table);
-    let tokens = Tokens::from_secret(&aws_sdk_secretsmanager::Client::new(aws), jwt_secret_arn).await?;
+    let tokens =
+        Tokens::from_secret(&aws_sdk_secretsmanager::Client::new(aws), jwt_secret_arn).await?;
     Ok((store, Arc::new(tokens)))
 }

@@ -14,7 +14,10 @@ pub use aws_sdk_s3 as s3;
 /// is used, since such stores rarely resolve `bucket.host` names.
 #[cfg(feature = "s3")]
 pub fn s3_client(config: &SdkConfig) -> aws_sdk_s3::Client {
-    let custom_endpoint = config.endpoint_url().is_some() || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some();
-    let s3 = aws_sdk_s3::config::Builder::from(config).force_path_style(custom_endpoint).build();
+    let custom_endpoint =
+        config.endpoint_url().is_some() || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some();
+    let s3 = aws_sdk_s3::config::Builder::from(config)
+        .force_path_style(custom_endpoint)
+        .build();
     aws_sdk_s3::Client::from_conf(s3)
 }

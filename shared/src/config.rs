@@ -35,10 +35,13 @@ where
 {
     match optional(name) {
         None => Ok(default),
-        Some(raw) => raw.trim().parse().map_err(|e: T::Err| ConfigError::Invalid {
-            name,
-            reason: e.to_string(),
-        }),
+        Some(raw) => raw
+            .trim()
+            .parse()
+            .map_err(|e: T::Err| ConfigError::Invalid {
+                name,
+                reason: e.to_string(),
+            }),
     }
 }
 
@@ -49,7 +52,10 @@ mod tests {
     #[test]
     fn missing_variable_is_reported_by_name() {
         let err = required("FERRY_TEST_SURELY_UNSET_VARIABLE").unwrap_err();
-        assert_eq!(err, ConfigError::Missing("FERRY_TEST_SURELY_UNSET_VARIABLE"));
+        assert_eq!(
+            err,
+            ConfigError::Missing("FERRY_TEST_SURELY_UNSET_VARIABLE")
+        );
         assert!(err.to_string().contains("FERRY_TEST_SURELY_UNSET_VARIABLE"));
     }
 
@@ -58,7 +64,13 @@ mod tests {
         // SAFETY: single-threaded test touching a variable only it uses.
         unsafe { std::env::set_var("FERRY_TEST_PARSED_BAD", "ten") };
         let err = parsed::<u32>("FERRY_TEST_PARSED_BAD", 5).unwrap_err();
-        assert!(matches!(err, ConfigError::Invalid { name: "FERRY_TEST_PARSED_BAD", .. }));
+        assert!(matches!(
+            err,
+            ConfigError::Invalid {
+                name: "FERRY_TEST_PARSED_BAD",
+                ..
+            }
+        ));
         assert_eq!(parsed::<u32>("FERRY_TEST_PARSED_UNSET", 5).unwrap(), 5);
     }
 }

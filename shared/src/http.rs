@@ -27,7 +27,14 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into(), field: None, extra: Map::new(), cause: None }
+        Self {
+            status,
+            code,
+            message: message.into(),
+            field: None,
+            extra: Map::new(),
+            cause: None,
+        }
     }
     pub fn field(mut self, field: impl Into<String>) -> Self {
         self.field = Some(field.into());
@@ -73,7 +80,12 @@ impl ApiError {
     }
     /// A server-side failure: the client sees a generic message, the log gets the cause chain.
     pub fn internal(cause: impl Into<anyhow::Error>) -> Self {
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error").cause(cause)
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "internal error",
+        )
+        .cause(cause)
     }
 
     pub fn body(&self) -> Value {
@@ -91,7 +103,13 @@ impl ApiError {
 
 impl std::fmt::Display for ApiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {}: {}", self.status.as_u16(), self.code, self.message)
+        write!(
+            f,
+            "{} {}: {}",
+            self.status.as_u16(),
+            self.code,
+            self.message
+        )
     }
 }
 
@@ -99,11 +117,22 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         if self.status.is_server_error() {
             match &self.cause {
-                Some(c) => tracing::error!(status = self.status.as_u16(), code = self.code, cause = %format!("{c:#}"), "request failed"),
-                None => tracing::error!(status = self.status.as_u16(), code = self.code, "request failed"),
+                Some(c) => {
+                    tracing::error!(status = self.status.as_u16(), code = self.code, cause = %format!("{c:#}"), "request failed")
+                }
+                None => tracing::error!(
+                    status = self.status.as_u16(),
+                    code = self.code,
+                    "request failed"
+                ),
             }
         } else {
-            tracing::info!(status = self.status.as_u16(), code = self.code, field = self.field.as_deref(), "request refused");
+            tracing::info!(
+                status = self.status.as_u16(),
+                code = self.code,
+                field = self.field.as_deref(),
+                "request refused"
+            );
         }
         (self.status, axum::Json(self.body())).into_response()
     }
@@ -139,7 +168,8 @@ fn serde_field_error(path: &str, message: &str) -> ApiError {
     if let Some(rest) = message.strip_prefix("unknown field ") {
         let name = quoted(rest).unwrap_or_default();
         let field = join(&name);
-        return ApiError::bad_request("unknown_field", format!("{field}: is not a known field")).field(field);
+        return ApiError::bad_request("unknown_field", format!("{field}: is not a known field"))
+            .field(field);
     }
     let field = match path {
         "" | "." => "body".to_string(),
@@ -163,7 +193,11 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             serde_json::error::Category::Data => serde_field_error(&path, &inner.to_string()),
             _ => ApiError::bad_request(
                 "malformed_json",
-                format!("body is not valid JSON (line {}, column {})", inner.line(), inner.column()),
+                format!(
+                    "body is not valid JSON (line {}, column {})",
+                    inner.line(),
+                    inner.column()
+                ),
             )
             .field("body"),
         }
@@ -179,7 +213,13 @@ fn content_type(headers: &HeaderMap) -> Option<String> {
     headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
 }
 
 async fn read_body(req: Request) -> Result<(HeaderMap, axum::body::Bytes), ApiError> {
@@ -190,13 +230,19 @@ async fn read_body(req: Request) -> Result<(HeaderMap, axum::body::Bytes), ApiEr
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
     let too_large = || {
-        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", format!("body exceeds {MAX_BODY_BYTES} bytes"))
-            .field("body")
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("body exceeds {MAX_BODY_BYTES} bytes"),
+        )
+        .field("body")
     };
     if declared.is_some_and(|n| n > MAX_BODY_BYTES) {
         return Err(too_large());
     }
-    let bytes = axum::body::to_bytes(body, MAX_BODY_BYTES).await.map_err(|_| too_large())?;
+    let bytes = axum::body::to_bytes(body, MAX_BODY_BYTES)
+        .await
+        .map_err(|_| too_large())?;
     Ok((parts.headers, bytes))
 }
 
@@ -266,12 +312,21 @@ async fn not_found() -> ApiError {
 }
 
 async fn method_not_allowed() -> ApiError {
-    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed on this route")
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "method not allowed on this route",
+    )
 }
 
 fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
     tracing::error!("handler panicked");
-    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error").into_response()
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal",
+        "internal error",
+    )
+    .into_response()
 }
 
 /// Adds what every HTTP function serves besides its own routes: `GET /health/live`, JSON 404 and 405,
@@ -281,7 +336,9 @@ pub fn finish(router: Router) -> Router {
         .route("/health/live", get(live))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(tower_http::catch_panic::CatchPanicLayer::custom(panic_response))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            panic_response,
+        ))
 }
 
 /// Serves `router` as a Lambda function behind API Gateway (or cargo lambda watch).
@@ -318,14 +375,18 @@ mod tests {
 
     #[test]
     fn wrong_type_names_the_nested_field() {
-        let e = parse_json::<Body>(br#"{"name":"a","size":1,"inner":{"depth":"deep"}}"#).unwrap_err();
+        let e =
+            parse_json::<Body>(br#"{"name":"a","size":1,"inner":{"depth":"deep"}}"#).unwrap_err();
         assert_eq!(e.field.as_deref(), Some("inner.depth"));
         assert!(e.message.contains("expected u8"), "{}", e.message);
     }
 
     #[test]
     fn malformed_json_and_empty_body_are_400() {
-        assert_eq!(parse_json::<Body>(b"{oops").unwrap_err().code, "malformed_json");
+        assert_eq!(
+            parse_json::<Body>(b"{oops").unwrap_err().code,
+            "malformed_json"
+        );
         assert_eq!(parse_json::<Body>(b"").unwrap_err().code, "missing_body");
     }
 
@@ -338,7 +399,9 @@ mod tests {
 
     #[test]
     fn error_body_has_the_documented_shape() {
-        let body = ApiError::invalid("job_name", "must be 3-25 characters").with("message", json!("x")).body();
+        let body = ApiError::invalid("job_name", "must be 3-25 characters")
+            .with("message", json!("x"))
+            .body();
         assert_eq!(body["error"]["code"], "invalid_field");
         assert_eq!(body["error"]["field"], "job_name");
         assert_eq!(body["message"], "x");

@@ -70,16 +70,28 @@ impl Key {
 
 impl IndexKey {
     pub fn job(created_rfc3339: &str, id: &str) -> IndexKey {
-        IndexKey { gsi1pk: "JOBS".into(), gsi1sk: format!("{created_rfc3339}#{id}") }
+        IndexKey {
+            gsi1pk: "JOBS".into(),
+            gsi1sk: format!("{created_rfc3339}#{id}"),
+        }
     }
     pub fn loader(created_rfc3339: &str, id: &str) -> IndexKey {
-        IndexKey { gsi1pk: "LOADERS".into(), gsi1sk: format!("{created_rfc3339}#{id}") }
+        IndexKey {
+            gsi1pk: "LOADERS".into(),
+            gsi1sk: format!("{created_rfc3339}#{id}"),
+        }
     }
     pub fn ingest_file(updated_rfc3339: &str, name: &str) -> IndexKey {
-        IndexKey { gsi1pk: "FILES".into(), gsi1sk: format!("{updated_rfc3339}#{name}") }
+        IndexKey {
+            gsi1pk: "FILES".into(),
+            gsi1sk: format!("{updated_rfc3339}#{name}"),
+        }
     }
     pub fn task(owner: &str, created_rfc3339: &str, id: &str) -> IndexKey {
-        IndexKey { gsi1pk: format!("TASKS#{owner}"), gsi1sk: format!("{created_rfc3339}#{id}") }
+        IndexKey {
+            gsi1pk: format!("TASKS#{owner}"),
+            gsi1sk: format!("{created_rfc3339}#{id}"),
+        }
     }
 }
 
@@ -100,10 +112,16 @@ impl Listing {
 
 impl Children {
     pub fn runs_of(job: &str) -> Children {
-        Children { pk: format!("JOB#{job}"), sk_prefix: "RUN#" }
+        Children {
+            pk: format!("JOB#{job}"),
+            sk_prefix: "RUN#",
+        }
     }
     pub fn objects_of(run: &str) -> Children {
-        Children { pk: format!("RUN#{run}"), sk_prefix: "OBJ#" }
+        Children {
+            pk: format!("RUN#{run}"),
+            sk_prefix: "OBJ#",
+        }
     }
 }
 

@@ -12,10 +12,10 @@ pub mod messages;
 pub mod schedule;
 pub mod telemetry;
 
-#[cfg(feature = "aws")]
-pub mod aws;
 #[cfg(feature = "auth")]
 pub mod auth;
+#[cfg(feature = "aws")]
+pub mod aws;
 #[cfg(feature = "http")]
 pub mod http;
 #[cfg(feature = "sqs")]

@@ -100,18 +100,30 @@ mod tests {
     #[test]
     fn schedule_input_decodes_as_start_run() {
         let m: SyncMessage =
-            serde_json::from_str(r#"{"kind":"start_run","job_id":"j1","trigger":"schedule"}"#).unwrap();
+            serde_json::from_str(r#"{"kind":"start_run","job_id":"j1","trigger":"schedule"}"#)
+                .unwrap();
         assert_eq!(
             m,
-            SyncMessage::StartRun { job_id: "j1".into(), trigger: Trigger::Schedule, run_id: None }
+            SyncMessage::StartRun {
+                job_id: "j1".into(),
+                trigger: Trigger::Schedule,
+                run_id: None
+            }
         );
     }
 
     #[test]
     fn unknown_kinds_and_fields_do_not_decode() {
-        assert!(serde_json::from_str::<SyncMessage>(r#"{"kind":"explode","job_id":"j1"}"#).is_err());
-        assert!(serde_json::from_str::<SyncMessage>(r#"{"kind":"start_run","job_id":"j1","x":1}"#).is_err());
-        assert!(serde_json::from_str::<LoaderMessage>(r#"{"kind":"tick","loader_id":"l"}"#).is_err());
+        assert!(
+            serde_json::from_str::<SyncMessage>(r#"{"kind":"explode","job_id":"j1"}"#).is_err()
+        );
+        assert!(
+            serde_json::from_str::<SyncMessage>(r#"{"kind":"start_run","job_id":"j1","x":1}"#)
+                .is_err()
+        );
+        assert!(
+            serde_json::from_str::<LoaderMessage>(r#"{"kind":"tick","loader_id":"l"}"#).is_err()
+        );
     }
 
     #[test]

@@ -19,7 +19,10 @@ pub struct Queue {
 
 impl Queue {
     pub fn new(client: Client, url: impl Into<String>) -> Self {
-        Self { client, url: url.into() }
+        Self {
+            client,
+            url: url.into(),
+        }
     }
 
     pub fn url(&self) -> &str {
@@ -32,7 +35,11 @@ impl Queue {
     }
 
     /// Sends `message` to become visible after `delay_secs` (0–900).
-    pub async fn send_delayed<T: Serialize>(&self, message: &T, delay_secs: i32) -> Result<String, QueueError> {
+    pub async fn send_delayed<T: Serialize>(
+        &self,
+        message: &T,
+        delay_secs: i32,
+    ) -> Result<String, QueueError> {
         let body = serde_json::to_string(message)?;
         let out = self
             .client
@@ -42,7 +49,9 @@ impl Queue {
             .delay_seconds(delay_secs.clamp(0, 900))
             .send()
             .await
-            .map_err(|e| QueueError::Send(aws_sdk_sqs::error::DisplayErrorContext(e).to_string()))?;
+            .map_err(|e| {
+                QueueError::Send(aws_sdk_sqs::error::DisplayErrorContext(e).to_string())
+            })?;
         Ok(out.message_id.unwrap_or_default())
     }
 }

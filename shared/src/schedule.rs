@@ -4,7 +4,9 @@
 //! The API validates with [`ScheduleExpr::parse`] (moto accepts any string, AWS does not), and the local
 //! event pump fires schedules with [`ScheduleExpr::next_after`].
 
-use chrono::{DateTime, Datelike, Duration, LocalResult, NaiveDate, NaiveDateTime, TimeZone, Timelike, Utc};
+use chrono::{
+    DateTime, Datelike, Duration, LocalResult, NaiveDate, NaiveDateTime, TimeZone, Timelike, Utc,
+};
 use chrono_tz::Tz;
 
 /// The original Data Sync Scheduler's named schedules and the expressions they stand for.
@@ -62,7 +64,9 @@ impl ScheduleExpr {
                 .map(ScheduleExpr::At)
                 .or_else(|_| err("at() takes yyyy-mm-ddThh:mm:ss"));
         }
-        err("schedule must be one of quinqueminutely, decaminutely, half-hourly, hourly, daily, weekly, monthly, or a rate(...), cron(...) or at(...) expression")
+        err(
+            "schedule must be one of quinqueminutely, decaminutely, half-hourly, hourly, daily, weekly, monthly, or a rate(...), cron(...) or at(...) expression",
+        )
     }
 
     /// The expression in EventBridge Scheduler's own syntax.
@@ -76,11 +80,20 @@ impl ScheduleExpr {
 
     /// The first firing strictly after `after`. Rate schedules count whole intervals from `anchor` (the
     /// schedule's creation or start date), as Scheduler does; `at` fires once.
-    pub fn next_after(&self, after: DateTime<Utc>, anchor: DateTime<Utc>, tz: Tz) -> Option<DateTime<Utc>> {
+    pub fn next_after(
+        &self,
+        after: DateTime<Utc>,
+        anchor: DateTime<Utc>,
+        tz: Tz,
+    ) -> Option<DateTime<Utc>> {
         match self {
             ScheduleExpr::Rate { seconds, .. } => {
                 let elapsed = (after - anchor).num_seconds();
-                let k = if elapsed < 0 { 1 } else { elapsed / seconds + 1 };
+                let k = if elapsed < 0 {
+                    1
+                } else {
+                    elapsed / seconds + 1
+                };
                 Some(anchor + Duration::seconds(k * seconds))
             }
             ScheduleExpr::At(local) => {
@@ -141,7 +154,9 @@ enum DomSpec {
     Last,
 }
 
-const MONTHS: [&str; 12] = ["JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"];
+const MONTHS: [&str; 12] = [
+    "JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC",
+];
 const DAYS: [&str; 7] = ["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"];
 
 impl Cron {
@@ -225,7 +240,11 @@ fn field(s: &str, lo: u32, hi: u32, names: &[&str], what: &str) -> Result<Vec<u3
         let (range, step) = match part.split_once('/') {
             Some((r, st)) => match st.parse::<u32>() {
                 Ok(n) if n > 0 => (r, n),
-                _ => return err(format!("cron(): {what} step {st:?} must be a positive number")),
+                _ => {
+                    return err(format!(
+                        "cron(): {what} step {st:?} must be a positive number"
+                    ));
+                }
             },
             None => (part, 1),
         };
@@ -261,7 +280,10 @@ mod tests {
     #[test]
     fn named_schedules_resolve_case_insensitively() {
         assert_eq!(resolve("Hourly").unwrap().to_aws(), "rate(1 hour)");
-        assert_eq!(resolve("quinqueminutely").unwrap().to_aws(), "rate(5 minutes)");
+        assert_eq!(
+            resolve("quinqueminutely").unwrap().to_aws(),
+            "rate(5 minutes)"
+        );
         assert_eq!(resolve("monthly").unwrap().to_aws(), "cron(0 0 1 * ? *)");
         assert!(resolve("every 5 minutes").is_err());
     }
@@ -272,7 +294,9 @@ mod tests {
         let anchor = utc("2026-01-01T00:00:30Z");
         let next = e.next_after(anchor, anchor, Tz::UTC).unwrap();
         assert_eq!(next, utc("2026-01-01T00:01:30Z"));
-        let later = e.next_after(utc("2026-01-01T00:05:31Z"), anchor, Tz::UTC).unwrap();
+        let later = e
+            .next_after(utc("2026-01-01T00:05:31Z"), anchor, Tz::UTC)
+            .unwrap();
         assert_eq!(later, utc("2026-01-01T00:06:30Z"));
     }
 
@@ -289,7 +313,9 @@ mod tests {
         let e = ScheduleExpr::parse("cron(30 9 * * ? *)").unwrap();
         let tz: Tz = "Europe/Paris".parse().unwrap();
         // 09:30 in Paris in winter is 08:30 UTC.
-        let next = e.next_after(utc("2026-01-10T00:00:00Z"), utc("2026-01-01T00:00:00Z"), tz).unwrap();
+        let next = e
+            .next_after(utc("2026-01-10T00:00:00Z"), utc("2026-01-01T00:00:00Z"), tz)
+            .unwrap();
         assert_eq!(next, utc("2026-01-10T08:30:00Z"));
     }
 
@@ -297,10 +323,22 @@ mod tests {
     fn cron_day_of_week_uses_aws_numbering() {
         // 2 = MON in AWS; 2026-11-23 is a Monday.
         let e = ScheduleExpr::parse("cron(0 12 ? * 2 *)").unwrap();
-        let next = e.next_after(utc("2026-11-20T00:00:00Z"), utc("2026-11-20T00:00:00Z"), Tz::UTC).unwrap();
+        let next = e
+            .next_after(
+                utc("2026-11-20T00:00:00Z"),
+                utc("2026-11-20T00:00:00Z"),
+                Tz::UTC,
+            )
+            .unwrap();
         assert_eq!(next, utc("2026-11-23T12:00:00Z"));
         let named = ScheduleExpr::parse("cron(0/15 * ? * MON-FRI *)").unwrap();
-        let n = named.next_after(utc("2026-11-21T10:00:00Z"), utc("2026-11-21T10:00:00Z"), Tz::UTC).unwrap();
+        let n = named
+            .next_after(
+                utc("2026-11-21T10:00:00Z"),
+                utc("2026-11-21T10:00:00Z"),
+                Tz::UTC,
+            )
+            .unwrap();
         assert_eq!(n, utc("2026-11-23T00:00:00Z"));
     }
 
@@ -315,7 +353,13 @@ mod tests {
     #[test]
     fn cron_last_day_of_month() {
         let e = ScheduleExpr::parse("cron(0 0 L * ? *)").unwrap();
-        let n = e.next_after(utc("2026-02-01T00:00:00Z"), utc("2026-02-01T00:00:00Z"), Tz::UTC).unwrap();
+        let n = e
+            .next_after(
+                utc("2026-02-01T00:00:00Z"),
+                utc("2026-02-01T00:00:00Z"),
+                Tz::UTC,
+            )
+            .unwrap();
         assert_eq!(n, utc("2026-02-28T00:00:00Z"));
     }
 
@@ -323,7 +367,9 @@ mod tests {
     fn at_fires_once_in_its_zone() {
         let e = ScheduleExpr::parse("at(2026-12-01T10:00:00)").unwrap();
         let tz: Tz = "America/New_York".parse().unwrap();
-        let first = e.next_after(utc("2026-11-30T00:00:00Z"), utc("2026-11-30T00:00:00Z"), tz).unwrap();
+        let first = e
+            .next_after(utc("2026-11-30T00:00:00Z"), utc("2026-11-30T00:00:00Z"), tz)
+            .unwrap();
         assert_eq!(first, utc("2026-12-01T15:00:00Z"));
         assert_eq!(e.next_after(first, first, tz), None);
     }

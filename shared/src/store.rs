@@ -61,7 +61,10 @@ pub struct Meta {
 
 impl From<IndexKey> for Meta {
     fn from(index: IndexKey) -> Self {
-        Meta { index: Some(index), expires_at: None }
+        Meta {
+            index: Some(index),
+            expires_at: None,
+        }
     }
 }
 
@@ -87,10 +90,18 @@ fn n(v: impl ToString) -> AttributeValue {
     AttributeValue::N(v.to_string())
 }
 
-fn encode<T: Serialize>(key: &Key, meta: &Meta, value: &T, version: u64) -> Result<Item, StoreError> {
-    let mut item: Item = serde_dynamo::to_item(value).map_err(|e| StoreError::Codec(e.to_string()))?;
+fn encode<T: Serialize>(
+    key: &Key,
+    meta: &Meta,
+    value: &T,
+    version: u64,
+) -> Result<Item, StoreError> {
+    let mut item: Item =
+        serde_dynamo::to_item(value).map_err(|e| StoreError::Codec(e.to_string()))?;
     if let Some(clash) = RESERVED.iter().find(|r| item.contains_key(**r)) {
-        return Err(StoreError::Codec(format!("field {clash} is reserved by the store")));
+        return Err(StoreError::Codec(format!(
+            "field {clash} is reserved by the store"
+        )));
     }
     item.insert("pk".into(), s(&key.pk));
     item.insert("sk".into(), s(&key.sk));
@@ -107,7 +118,9 @@ fn encode<T: Serialize>(key: &Key, meta: &Meta, value: &T, version: u64) -> Resu
 
 fn decode<T: DeserializeOwned>(mut item: Item) -> Result<Versioned<T>, StoreError> {
     let version = match item.get("version") {
-        Some(AttributeValue::N(v)) => v.parse().map_err(|_| StoreError::Codec("bad version".into()))?,
+        Some(AttributeValue::N(v)) => v
+            .parse()
+            .map_err(|_| StoreError::Codec("bad version".into()))?,
         _ => 0,
     };
     for r in RESERVED {
@@ -127,15 +140,20 @@ fn encode_cursor(last: Option<Item>) -> Option<String> {
 }
 
 fn decode_cursor(cursor: &str, allowed: &[&str]) -> Result<Item, StoreError> {
-    let bytes = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| StoreError::BadCursor)?;
-    let strings: BTreeMap<String, String> = serde_json::from_slice(&bytes).map_err(|_| StoreError::BadCursor)?;
+    let bytes = URL_SAFE_NO_PAD
+        .decode(cursor)
+        .map_err(|_| StoreError::BadCursor)?;
+    let strings: BTreeMap<String, String> =
+        serde_json::from_slice(&bytes).map_err(|_| StoreError::BadCursor)?;
     if strings.is_empty() || strings.keys().any(|k| !allowed.contains(&k.as_str())) {
         return Err(StoreError::BadCursor);
     }
     Ok(strings.into_iter().map(|(k, v)| (k, s(v))).collect())
 }
 
-fn is_condition_failure<E: aws_sdk_dynamodb::error::ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> bool {
+fn is_condition_failure<E: aws_sdk_dynamodb::error::ProvideErrorMetadata, R>(
+    e: &SdkError<E, R>,
+) -> bool {
     e.as_service_error()
         .and_then(|se| se.code())
         .is_some_and(|c| c == "ConditionalCheckFailedException")
@@ -143,14 +161,20 @@ fn is_condition_failure<E: aws_sdk_dynamodb::error::ProvideErrorMetadata, R>(e: 
 
 impl Store {
     pub fn new(client: Client, table: impl Into<String>) -> Self {
-        Self { client, table: table.into() }
+        Self {
+            client,
+            table: table.into(),
+        }
     }
 
     pub fn client(&self) -> &Client {
         &self.client
     }
 
-    pub async fn get<T: DeserializeOwned>(&self, key: &Key) -> Result<Option<Versioned<T>>, StoreError> {
+    pub async fn get<T: DeserializeOwned>(
+        &self,
+        key: &Key,
+    ) -> Result<Option<Versioned<T>>, StoreError> {
         let out = self
             .client
             .get_item()
@@ -165,7 +189,12 @@ impl Store {
     }
 
     /// Writes a new item at version 1; [`StoreError::Exists`] if the key is taken.
-    pub async fn create<T: Serialize>(&self, key: &Key, meta: &Meta, value: &T) -> Result<(), StoreError> {
+    pub async fn create<T: Serialize>(
+        &self,
+        key: &Key,
+        meta: &Meta,
+        value: &T,
+    ) -> Result<(), StoreError> {
         let item = encode(key, meta, value, 1)?;
         match self
             .client
@@ -183,7 +212,13 @@ impl Store {
     }
 
     /// Replaces the item if it is still at `expected` version; returns the new version.
-    async fn replace<T: Serialize>(&self, key: &Key, meta: &Meta, value: &T, expected: u64) -> Result<Option<u64>, StoreError> {
+    async fn replace<T: Serialize>(
+        &self,
+        key: &Key,
+        meta: &Meta,
+        value: &T,
+        expected: u64,
+    ) -> Result<Option<u64>, StoreError> {
         let next = expected + 1;
         let item = encode(key, meta, value, next)?;
         match self
@@ -204,7 +239,12 @@ impl Store {
 
     /// Applies the pure transition `f` to the item at `key` with optimistic concurrency (see the module
     /// docs). `meta` gives the index entry and TTL for the new value.
-    pub async fn transition<T, F, M>(&self, key: &Key, meta: M, f: F) -> Result<Versioned<T>, StoreError>
+    pub async fn transition<T, F, M>(
+        &self,
+        key: &Key,
+        meta: M,
+        f: F,
+    ) -> Result<Versioned<T>, StoreError>
     where
         T: Serialize + DeserializeOwned + Clone,
         F: Fn(T) -> Result<T, Conflict>,
@@ -213,12 +253,21 @@ impl Store {
         for _ in 0..MAX_RACE_RETRIES {
             let current: Versioned<T> = self.get(key).await?.ok_or(StoreError::NotFound)?;
             let next = f(current.value)?;
-            if let Some(version) = self.replace(key, &meta(&next), &next, current.version).await? {
-                return Ok(Versioned { value: next, version });
+            if let Some(version) = self
+                .replace(key, &meta(&next), &next, current.version)
+                .await?
+            {
+                return Ok(Versioned {
+                    value: next,
+                    version,
+                });
             }
             tracing::debug!(pk = %key.pk, sk = %key.sk, "lost a write race, re-reading");
         }
-        Err(StoreError::Backend(format!("gave up after {MAX_RACE_RETRIES} write races on {}", key.pk)))
+        Err(StoreError::Backend(format!(
+            "gave up after {MAX_RACE_RETRIES} write races on {}",
+            key.pk
+        )))
     }
 
     /// Deletes the item; `false` if it did not exist.
@@ -244,7 +293,9 @@ impl Store {
         cursor: Option<&str>,
         newest_first: bool,
     ) -> Result<Page<T>, StoreError> {
-        let start = cursor.map(|c| decode_cursor(c, &["pk", "sk", "gsi1pk", "gsi1sk"])).transpose()?;
+        let start = cursor
+            .map(|c| decode_cursor(c, &["pk", "sk", "gsi1pk", "gsi1sk"]))
+            .transpose()?;
         let out = self
             .client
             .query()
@@ -269,7 +320,9 @@ impl Store {
         cursor: Option<&str>,
         newest_first: bool,
     ) -> Result<Page<T>, StoreError> {
-        let start = cursor.map(|c| decode_cursor(c, &["pk", "sk"])).transpose()?;
+        let start = cursor
+            .map(|c| decode_cursor(c, &["pk", "sk"]))
+            .transpose()?;
         let out = self
             .client
             .query()
@@ -287,12 +340,19 @@ impl Store {
         self.page(out.items, out.last_evaluated_key)
     }
 
-    fn page<T: DeserializeOwned>(&self, items: Option<Vec<Item>>, last: Option<Item>) -> Result<Page<T>, StoreError> {
+    fn page<T: DeserializeOwned>(
+        &self,
+        items: Option<Vec<Item>>,
+        last: Option<Item>,
+    ) -> Result<Page<T>, StoreError> {
         let items = items
             .unwrap_or_default()
             .into_iter()
             .map(|i| decode(i).map(|v: Versioned<T>| v.value))
             .collect::<Result<Vec<T>, _>>()?;
-        Ok(Page { items, cursor: encode_cursor(last) })
+        Ok(Page {
+            items,
+            cursor: encode_cursor(last),
+        })
     }
 }

@@ -59,8 +59,14 @@ where
         Ok(m) => m,
         Err(e) => return (id, Outcome::Failed("undecodable", e.to_string())),
     };
-    let info = RecordInfo { message_id: id.clone(), receive_count };
-    let outcome = match AssertUnwindSafe(handler(message, info)).catch_unwind().await {
+    let info = RecordInfo {
+        message_id: id.clone(),
+        receive_count,
+    };
+    let outcome = match AssertUnwindSafe(handler(message, info))
+        .catch_unwind()
+        .await
+    {
         Ok(Ok(())) => Outcome::Done,
         Ok(Err(WorkError::Permanent(e))) => {
             tracing::error!(message_id = %id, error = %format!("{e:#}"), "permanent failure, acknowledged");
@@ -73,7 +79,11 @@ where
 }
 
 /// Handles every record of `event` with at most `concurrency` in flight; returns the failed ids.
-pub async fn process_batch<M, F, Fut>(event: SqsEvent, concurrency: usize, handler: F) -> SqsBatchResponse
+pub async fn process_batch<M, F, Fut>(
+    event: SqsEvent,
+    concurrency: usize,
+    handler: F,
+) -> SqsBatchResponse
 where
     M: DeserializeOwned,
     F: Fn(M, RecordInfo) -> Fut,
@@ -133,7 +143,13 @@ mod tests {
 
     #[tokio::test]
     async fn undecodable_retryable_and_panicking_records_fail_others_succeed() {
-        let ev = event(&[r#"{"n":1}"#, "not json", r#"{"n":2}"#, r#"{"n":3}"#, r#"{"n":4}"#]);
+        let ev = event(&[
+            r#"{"n":1}"#,
+            "not json",
+            r#"{"n":2}"#,
+            r#"{"n":3}"#,
+            r#"{"n":4}"#,
+        ]);
         let resp = process_batch(ev, 2, |m: Msg, _| async move {
             match m.n {
                 2 => Err(WorkError::retryable(anyhow::anyhow!("throttled"))),
@@ -143,7 +159,11 @@ mod tests {
             }
         })
         .await;
-        let mut failed: Vec<_> = resp.batch_item_failures.iter().map(|f| f.item_identifier.clone()).collect();
+        let mut failed: Vec<_> = resp
+            .batch_item_failures
+            .iter()
+            .map(|f| f.item_identifier.clone())
+            .collect();
         failed.sort();
         assert_eq!(failed, vec!["m1", "m2", "m3"]);
     }

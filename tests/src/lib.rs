@@ -8,7 +8,8 @@ use serde_json::Value;
 use std::time::{Duration, Instant};
 
 pub fn env(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set: run the tests through `make test`"))
+    std::env::var(name)
+        .unwrap_or_else(|_| panic!("{name} is not set: run the tests through `make test`"))
 }
 
 pub fn base_url() -> String {
@@ -20,21 +21,33 @@ pub async fn aws() -> aws_config::SdkConfig {
 }
 
 pub async fn store() -> Store {
-    Store::new(aws_sdk_dynamodb::Client::new(&aws().await), env("TABLE_NAME"))
+    Store::new(
+        aws_sdk_dynamodb::Client::new(&aws().await),
+        env("TABLE_NAME"),
+    )
 }
 
 pub fn http() -> reqwest::Client {
     // The first request to a function may wait for cargo lambda watch to start it.
-    reqwest::Client::builder().timeout(Duration::from_secs(300)).build().expect("http client")
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(300))
+        .build()
+        .expect("http client")
 }
 
 /// A fresh user with a random name; returns (name, password).
 pub async fn user(roles: &[&str]) -> (String, String) {
     let name = format!("u-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
     let password = format!("pw-{}", uuid::Uuid::new_v4().simple());
-    ferry_shared::auth::put_user(&store().await, &name, &password, roles.iter().map(|r| r.to_string()).collect(), true)
-        .await
-        .expect("create test user");
+    ferry_shared::auth::put_user(
+        &store().await,
+        &name,
+        &password,
+        roles.iter().map(|r| r.to_string()).collect(),
+        true,
+    )
+    .await
+    .expect("create test user");
     (name, password)
 }
 
@@ -49,7 +62,10 @@ pub async fn token(roles: &[&str]) -> String {
         .expect("login request");
     assert_eq!(resp.status(), 200, "login failed");
     let body: Value = resp.json().await.expect("login body");
-    body["access_token"].as_str().expect("access_token").to_string()
+    body["access_token"]
+        .as_str()
+        .expect("access_token")
+        .to_string()
 }
 
 /// Sends a request and returns (status, JSON body or Null).
@@ -63,7 +79,10 @@ pub async fn call(req: reqwest::RequestBuilder) -> (u16, Value) {
 /// Invokes a function through cargo lambda watch's Lambda Invoke API with a raw event payload.
 pub async fn invoke(function: &str, payload: &Value) -> anyhow::Result<Value> {
     let resp = http()
-        .post(format!("{}/2015-03-31/functions/{function}/invocations", base_url()))
+        .post(format!(
+            "{}/2015-03-31/functions/{function}/invocations",
+            base_url()
+        ))
         .json(payload)
         .send()
         .await
@@ -85,14 +104,24 @@ where
         if let Some(v) = f().await {
             return v;
         }
-        assert!(start.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            start.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
 
 /// A bucket with a unique name, created on the local S3.
 pub async fn bucket(s3: &aws_sdk_s3::Client, prefix: &str) -> String {
-    let name = format!("{prefix}-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
-    s3.create_bucket().bucket(&name).send().await.expect("create bucket");
+    let name = format!(
+        "{prefix}-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    );
+    s3.create_bucket()
+        .bucket(&name)
+        .send()
+        .await
+        .expect("create bucket");
     name
 }

@@ -10,7 +10,13 @@ async fn s3() -> aws_sdk_s3::Client {
 }
 
 async fn create_job(tok: &str, body: Value) -> String {
-    let (s, b) = call(http().post(format!("{}/api/v1/scheduler/create_job", base_url())).bearer_auth(tok).json(&body)).await;
+    let (s, b) = call(
+        http()
+            .post(format!("{}/api/v1/scheduler/create_job", base_url()))
+            .bearer_auth(tok)
+            .json(&body),
+    )
+    .await;
     assert_eq!(s, 201, "{b}");
     assert_eq!(b["message"], "Job scheduled successfully");
     b["job_id"].as_str().unwrap().to_string()
@@ -23,11 +29,23 @@ async fn runs(job: &str) -> Vec<Value> {
 }
 
 async fn put(s3: &aws_sdk_s3::Client, bucket: &str, key: &str, body: Vec<u8>) {
-    s3.put_object().bucket(bucket).key(key).body(body.into()).send().await.unwrap();
+    s3.put_object()
+        .bucket(bucket)
+        .key(key)
+        .body(body.into())
+        .send()
+        .await
+        .unwrap();
 }
 
 async fn get(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Vec<u8> {
-    let o = s3.get_object().bucket(bucket).key(key).send().await.unwrap_or_else(|e| panic!("get {key}: {e:?}"));
+    let o = s3
+        .get_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("get {key}: {e:?}"));
     o.body.collect().await.unwrap().into_bytes().to_vec()
 }
 
@@ -44,21 +62,37 @@ async fn run_now_copies_every_object_and_the_run_history_shows_it() {
         files.push((key, body));
     }
     put(&s3, &src, "docs/empty.txt", vec![]).await;
-    put(&s3, &src, "other/outside-prefix.txt", b"not copied".to_vec()).await;
+    put(
+        &s3,
+        &src,
+        "other/outside-prefix.txt",
+        b"not copied".to_vec(),
+    )
+    .await;
 
     let tok = token(&["user"]).await;
-    let job = create_job(&tok, json!({
-        "job_name": "  docs mirror ", "connector_type": "s3", "schedule": "daily",
-        "connector_config": {"bucket_name": src, "prefix": "docs/"},
-        "destination": {"bucket": dst, "prefix": "mirror"}
-    }))
+    let job = create_job(
+        &tok,
+        json!({
+            "job_name": "  docs mirror ", "connector_type": "s3", "schedule": "daily",
+            "connector_config": {"bucket_name": src, "prefix": "docs/"},
+            "destination": {"bucket": dst, "prefix": "mirror"}
+        }),
+    )
     .await;
-    let (s, b) = call(http().post(format!("{}/api/v1/jobs/{job}/run", base_url())).bearer_auth(&tok)).await;
+    let (s, b) = call(
+        http()
+            .post(format!("{}/api/v1/jobs/{job}/run", base_url()))
+            .bearer_auth(&tok),
+    )
+    .await;
     assert_eq!(s, 202, "{b}");
     let run_id = b["run_id"].as_str().unwrap().to_string();
 
     let run = eventually("the run to end", Duration::from_secs(240), || async {
-        runs(&job).await.into_iter().find(|r| r["run_id"] == run_id.as_str() && r["status"] != "starting" && r["status"] != "running")
+        runs(&job).await.into_iter().find(|r| {
+            r["run_id"] == run_id.as_str() && r["status"] != "starting" && r["status"] != "running"
+        })
     })
     .await;
     assert_eq!(run["status"], "completed", "{run}");
@@ -75,23 +109,54 @@ async fn run_now_copies_every_object_and_the_run_history_shows_it() {
         assert_eq!(&get(&s3, &dst, &dest_key).await, body, "{dest_key} differs");
     }
     let listed = s3.list_objects_v2().bucket(&dst).send().await.unwrap();
-    assert_eq!(listed.key_count, Some(12), "only the prefix's non-empty objects are copied");
+    assert_eq!(
+        listed.key_count,
+        Some(12),
+        "only the prefix's non-empty objects are copied"
+    );
 
     // Per-object status, paginated in a stable (key) order, in the original's shape.
-    let (s, page1) = call(http().get(format!("{}/api/v1/jobs/{job}/objects?limit=5&offset=0", base_url()))).await;
+    let (s, page1) = call(http().get(format!(
+        "{}/api/v1/jobs/{job}/objects?limit=5&offset=0",
+        base_url()
+    )))
+    .await;
     assert_eq!(s, 200, "{page1}");
     assert_eq!(page1["total_objects"], 13);
-    let (_, page2) = call(http().get(format!("{}/api/v1/jobs/{job}/objects?limit=5&offset=5", base_url()))).await;
-    let keys = |p: &Value| p["objects"].as_array().unwrap().iter().map(|o| o["object_key"].as_str().unwrap().to_string()).collect::<Vec<_>>();
+    let (_, page2) = call(http().get(format!(
+        "{}/api/v1/jobs/{job}/objects?limit=5&offset=5",
+        base_url()
+    )))
+    .await;
+    let keys = |p: &Value| {
+        p["objects"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| o["object_key"].as_str().unwrap().to_string())
+            .collect::<Vec<_>>()
+    };
     let (k1, k2) = (keys(&page1), keys(&page2));
     assert_eq!(k1.len(), 5);
-    assert!(k1.last().unwrap() < k2.first().unwrap(), "pages must not overlap and stay ordered");
-    let (_, skipped) = call(http().get(format!("{}/api/v1/jobs/{job}/objects?status=skipped", base_url()))).await;
+    assert!(
+        k1.last().unwrap() < k2.first().unwrap(),
+        "pages must not overlap and stay ordered"
+    );
+    let (_, skipped) = call(http().get(format!(
+        "{}/api/v1/jobs/{job}/objects?status=skipped",
+        base_url()
+    )))
+    .await;
     assert_eq!(skipped["objects"][0]["object_key"], "docs/empty.txt");
     assert_eq!(skipped["objects"][0]["status"], "SKIPPED");
 
     // The job is free again: a second run is accepted.
-    let (s, b) = call(http().post(format!("{}/api/v1/jobs/{job}/run", base_url())).bearer_auth(&tok)).await;
+    let (s, b) = call(
+        http()
+            .post(format!("{}/api/v1/jobs/{job}/run", base_url()))
+            .bearer_auth(&tok),
+    )
+    .await;
     assert_eq!(s, 202, "{b}");
 }
 
@@ -106,7 +171,10 @@ async fn two_concurrent_run_requests_one_wins_the_other_gets_409() {
     let tok = token(&["user"]).await;
     let job = create_job(&tok, json!({"job_name": "race", "connector_type": "S3", "schedule": "weekly", "connector_config": {"bucket_name": src}})).await;
     let url = format!("{}/api/v1/jobs/{job}/run", base_url());
-    let (a, b) = tokio::join!(call(http().post(&url).bearer_auth(&tok)), call(http().post(&url).bearer_auth(&tok)));
+    let (a, b) = tokio::join!(
+        call(http().post(&url).bearer_auth(&tok)),
+        call(http().post(&url).bearer_auth(&tok))
+    );
     let mut statuses = [a.0, b.0];
     statuses.sort();
     assert_eq!(statuses, [202, 409], "{} / {}", a.1, b.1);
@@ -122,15 +190,32 @@ async fn a_rate_one_minute_schedule_fires_a_run_through_the_pump_within_70s() {
     let tok = token(&["user"]).await;
     let job = create_job(&tok, json!({"job_name": "every minute", "connector_type": "S3", "schedule": "rate(1 minute)", "connector_config": {"bucket_name": src}})).await;
     let run = eventually("a scheduled run", Duration::from_secs(70), || async {
-        runs(&job).await.into_iter().find(|r| r["trigger"] == "schedule")
+        runs(&job)
+            .await
+            .into_iter()
+            .find(|r| r["trigger"] == "schedule")
     })
     .await;
     assert_ne!(run["status"], "failed", "{run}");
     // Deleting the job deletes its schedule.
-    let (s, b) = call(http().delete(format!("{}/api/v1/scheduler/delete_job", base_url())).bearer_auth(&tok).json(&json!({"job_id": job}))).await;
-    assert_eq!((s, b["message"].as_str()), (200, Some("Job deleted successfully")));
+    let (s, b) = call(
+        http()
+            .delete(format!("{}/api/v1/scheduler/delete_job", base_url()))
+            .bearer_auth(&tok)
+            .json(&json!({"job_id": job})),
+    )
+    .await;
+    assert_eq!(
+        (s, b["message"].as_str()),
+        (200, Some("Job deleted successfully"))
+    );
     let scheduler = aws_sdk_scheduler::Client::new(&ferry_tests::aws().await);
-    let gone = scheduler.get_schedule().name(&job).group_name(env("SCHEDULE_GROUP")).send().await;
+    let gone = scheduler
+        .get_schedule()
+        .name(&job)
+        .group_name(env("SCHEDULE_GROUP"))
+        .send()
+        .await;
     assert!(gone.is_err(), "schedule must be deleted with its job");
 }
 
@@ -141,8 +226,20 @@ async fn a_message_the_worker_keeps_failing_is_redelivered_then_dead_lettered() 
     let marker = uuid::Uuid::new_v4().to_string();
     // Undecodable for worker-sync: reported as a batch item failure on every delivery.
     let body = json!({"kind": "no_such_kind", "marker": marker}).to_string();
-    sqs.send_message().queue_url(env("SYNC_QUEUE_URL")).message_body(&body).send().await.unwrap();
-    let dlq_url = sqs.get_queue_url().queue_name("ferry-SyncDlq").send().await.unwrap().queue_url.unwrap();
+    sqs.send_message()
+        .queue_url(env("SYNC_QUEUE_URL"))
+        .message_body(&body)
+        .send()
+        .await
+        .unwrap();
+    let dlq_url = sqs
+        .get_queue_url()
+        .queue_name("ferry-SyncDlq")
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
     let found = eventually("the message in the DLQ", Duration::from_secs(180), || {
         let sqs = sqs.clone();
         let dlq_url = dlq_url.clone();
@@ -157,16 +254,24 @@ async fn a_message_the_worker_keeps_failing_is_redelivered_then_dead_lettered() 
                 .send()
                 .await
                 .ok()?;
-            out.messages.unwrap_or_default().into_iter().find(|m| m.body().unwrap_or("").contains(&marker))
+            out.messages
+                .unwrap_or_default()
+                .into_iter()
+                .find(|m| m.body().unwrap_or("").contains(&marker))
         }
     })
     .await;
     let receives: u32 = found
         .attributes()
-        .and_then(|a| a.get(&aws_sdk_sqs::types::MessageSystemAttributeName::ApproximateReceiveCount))
+        .and_then(|a| {
+            a.get(&aws_sdk_sqs::types::MessageSystemAttributeName::ApproximateReceiveCount)
+        })
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
-    assert!(receives >= 5, "redelivered {receives} times before the DLQ, expected maxReceiveCount 5");
+    assert!(
+        receives >= 5,
+        "redelivered {receives} times before the DLQ, expected maxReceiveCount 5"
+    );
 }
 
 #[tokio::test]
@@ -179,8 +284,14 @@ async fn create_job_keeps_the_original_validation_and_messages() {
         ("connector_type", json!({"connector_type": "FTP"})),
         ("schedule", json!({"schedule": "every 5 minutes"})),
         ("schedule", json!({"schedule": "cron(0 12 * * * *)"})),
-        ("connector_config.bucket_name", json!({"connector_config": {"prefix": "x"}})),
-        ("connector_config.bucket_name", json!({"connector_config": {"bucket_name": "Bad_Bucket"}})),
+        (
+            "connector_config.bucket_name",
+            json!({"connector_config": {"prefix": "x"}}),
+        ),
+        (
+            "connector_config.bucket_name",
+            json!({"connector_config": {"bucket_name": "Bad_Bucket"}}),
+        ),
         ("timezone", json!({"timezone": "Mars/Olympus"})),
         ("unexpected", json!({"unexpected": 1})),
         ("job_name", json!({"job_name": 12})),
@@ -193,7 +304,10 @@ async fn create_job_keeps_the_original_validation_and_messages() {
         let (s, b) = call(http().post(&url).bearer_auth(&tok).json(&body)).await;
         assert_eq!(s, 400, "{field}: {b}");
         assert_eq!(b["error"]["field"], field, "{b}");
-        assert!(b["message"].is_string(), "the original's {{message}} key is kept: {b}");
+        assert!(
+            b["message"].is_string(),
+            "the original's {{message}} key is kept: {b}"
+        );
     }
     let mut missing = ok.clone();
     missing.as_object_mut().unwrap().remove("schedule");
@@ -201,10 +315,26 @@ async fn create_job_keeps_the_original_validation_and_messages() {
     assert_eq!((s, b["error"]["field"].as_str()), (400, Some("schedule")));
 
     let del = format!("{}/api/v1/scheduler/delete_job", base_url());
-    let (s, b) = call(http().delete(&del).bearer_auth(&tok).json(&json!({"job_id": "not-a-uuid"}))).await;
+    let (s, b) = call(
+        http()
+            .delete(&del)
+            .bearer_auth(&tok)
+            .json(&json!({"job_id": "not-a-uuid"})),
+    )
+    .await;
     assert_eq!((s, b["message"].as_str()), (400, Some("Invalid job ID")));
-    let (s, _) = call(http().delete(&del).bearer_auth(&tok).json(&json!({"job_id": uuid::Uuid::new_v4()}))).await;
+    let (s, _) = call(
+        http()
+            .delete(&del)
+            .bearer_auth(&tok)
+            .json(&json!({"job_id": uuid::Uuid::new_v4()})),
+    )
+    .await;
     assert_eq!(s, 404);
-    let (s, b) = call(http().get(format!("{}/api/v1/scheduler/list_jobs?job_id=nope", base_url()))).await;
+    let (s, b) = call(http().get(format!(
+        "{}/api/v1/scheduler/list_jobs?job_id=nope",
+        base_url()
+    )))
+    .await;
     assert_eq!((s, b["message"].as_str()), (400, Some("Invalid job ID")));
 }

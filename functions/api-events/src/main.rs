@@ -25,7 +25,13 @@ async fn main() -> Result<(), lambda_http::Error> {
     ferry_shared::telemetry::init();
     let config = Config::from_env()?;
     let aws = ferry_shared::aws::load().await;
-    let (store, tokens) = ferry_shared::auth::http_base(&aws, config.table_name, &config.jwt_secret_arn).await?;
+    let (store, tokens) =
+        ferry_shared::auth::http_base(&aws, config.table_name, &config.jwt_secret_arn).await?;
     let queue = ferry_shared::queue::Queue::new(aws_sdk_sqs::Client::new(&aws), config.queue_url);
-    ferry_shared::http::run(routes::router(routes::AppState { store, tokens, queue })).await
+    ferry_shared::http::run(routes::router(routes::AppState {
+        store,
+        tokens,
+        queue,
+    }))
+    .await
 }

@@ -21,7 +21,11 @@ pub struct AppState {
 }
 
 pub fn router(state: AppState) -> Router {
-    ferry_shared::http::finish(Router::new().route("/events/files", get(list)).with_state(state))
+    ferry_shared::http::finish(
+        Router::new()
+            .route("/events/files", get(list))
+            .with_state(state),
+    )
 }
 
 #[derive(Deserialize)]
@@ -36,10 +40,16 @@ fn default_limit() -> i32 {
     50
 }
 
-async fn list(State(state): State<AppState>, QueryParams(q): QueryParams<ListQuery>) -> Result<Json<Value>, ApiError> {
+async fn list(
+    State(state): State<AppState>,
+    QueryParams(q): QueryParams<ListQuery>,
+) -> Result<Json<Value>, ApiError> {
     if !(1..=200).contains(&q.limit) {
         return Err(ApiError::invalid("limit", "must be between 1 and 200"));
     }
-    let page = state.store.list::<Value>(&Listing::ingest_files(), q.limit, q.cursor.as_deref(), true).await?;
+    let page = state
+        .store
+        .list::<Value>(&Listing::ingest_files(), q.limit, q.cursor.as_deref(), true)
+        .await?;
     Ok(Json(json!({"files": page.items, "cursor": page.cursor})))
 }

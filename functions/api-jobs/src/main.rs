@@ -11,7 +11,10 @@ struct Config {
 
 impl Config {
     fn from_env() -> Result<Self, ConfigError> {
-        Ok(Self { table_name: config::required("TABLE_NAME")?, jwt_secret_arn: config::required("JWT_SECRET_ARN")? })
+        Ok(Self {
+            table_name: config::required("TABLE_NAME")?,
+            jwt_secret_arn: config::required("JWT_SECRET_ARN")?,
+        })
     }
 }
 
@@ -20,6 +23,7 @@ async fn main() -> Result<(), lambda_http::Error> {
     ferry_shared::telemetry::init();
     let config = Config::from_env()?;
     let aws = ferry_shared::aws::load().await;
-    let (store, tokens) = ferry_shared::auth::http_base(&aws, config.table_name, &config.jwt_secret_arn).await?;
+    let (store, tokens) =
+        ferry_shared::auth::http_base(&aws, config.table_name, &config.jwt_secret_arn).await?;
     ferry_shared::http::run(routes::router(routes::AppState { store, tokens })).await
 }

@@ -32,14 +32,24 @@ struct LoginBody {
     password: String,
 }
 
-async fn login(State(state): State<AppState>, JsonOrForm(body): JsonOrForm<LoginBody>) -> Result<Json<AccessToken>, ApiError> {
+async fn login(
+    State(state): State<AppState>,
+    JsonOrForm(body): JsonOrForm<LoginBody>,
+) -> Result<Json<AccessToken>, ApiError> {
     if body.username.trim().is_empty() {
         return Err(ApiError::missing("username"));
     }
     if body.password.is_empty() {
         return Err(ApiError::missing("password"));
     }
-    auth::login(&state.store, &state.tokens, body.username.trim(), &body.password).await.map(Json)
+    auth::login(
+        &state.store,
+        &state.tokens,
+        body.username.trim(),
+        &body.password,
+    )
+    .await
+    .map(Json)
 }
 
 #[derive(Deserialize)]
@@ -59,9 +69,28 @@ async fn create_user(
     if !caller.roles.iter().any(|r| r == "admin") {
         return Err(ApiError::forbidden("only admins create users"));
     }
-    if let Some(bad) = body.roles.iter().find(|r| !matches!(r.as_str(), "admin" | "user")) {
-        return Err(ApiError::invalid("roles", format!("unknown role {bad:?}; roles are admin and user")));
+    if let Some(bad) = body
+        .roles
+        .iter()
+        .find(|r| !matches!(r.as_str(), "admin" | "user"))
+    {
+        return Err(ApiError::invalid(
+            "roles",
+            format!("unknown role {bad:?}; roles are admin and user"),
+        ));
     }
-    let user = auth::put_user(&state.store, &body.username, &body.password, body.roles, false).await?;
-    Ok((StatusCode::CREATED, Json(json!({"username": user.username, "roles": user.roles, "created_at": user.created_at}))))
+    let user = auth::put_user(
+        &state.store,
+        &body.username,
+        &body.password,
+        body.roles,
+        false,
+    )
+    .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(
+            json!({"username": user.username, "roles": user.roles, "created_at": user.created_at}),
+        ),
+    ))
 }

@@ -36,10 +36,16 @@ fn default_limit() -> i32 {
     50
 }
 
-async fn list(State(state): State<AppState>, QueryParams(q): QueryParams<ListQuery>) -> Result<Json<Value>, ApiError> {
+async fn list(
+    State(state): State<AppState>,
+    QueryParams(q): QueryParams<ListQuery>,
+) -> Result<Json<Value>, ApiError> {
     if !(1..=200).contains(&q.limit) {
         return Err(ApiError::invalid("limit", "must be between 1 and 200"));
     }
-    let page = state.store.list::<Value>(&Listing::loaders(), q.limit, q.cursor.as_deref(), true).await?;
+    let page = state
+        .store
+        .list::<Value>(&Listing::loaders(), q.limit, q.cursor.as_deref(), true)
+        .await?;
     Ok(Json(json!({"loaders": page.items, "cursor": page.cursor})))
 }

@@ -35,11 +35,15 @@ async fn main() -> Result<(), lambda_http::Error> {
     ferry_shared::telemetry::init();
     let config = Config::from_env()?;
     let aws = ferry_shared::aws::load().await;
-    let (store, tokens) = ferry_shared::auth::http_base(&aws, config.table_name, &config.jwt_secret_arn).await?;
+    let (store, tokens) =
+        ferry_shared::auth::http_base(&aws, config.table_name, &config.jwt_secret_arn).await?;
     let state = routes::AppState {
         store,
         tokens,
-        queue: ferry_shared::queue::Queue::new(aws_sdk_sqs::Client::new(&aws), config.sync_queue_url),
+        queue: ferry_shared::queue::Queue::new(
+            aws_sdk_sqs::Client::new(&aws),
+            config.sync_queue_url,
+        ),
         scheduler: aws_sdk_scheduler::Client::new(&aws),
         target: std::sync::Arc::new(config.schedules),
         data_bucket: std::sync::Arc::from(config.data_bucket),

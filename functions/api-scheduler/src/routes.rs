@@ -1,13 +1,19 @@
 //! Routes of the scheduler API. Errors keep the original's `{"message": ...}` beside ferry's
 //! `{"error": {...}}`, and its texts where it had them ("Invalid job ID", "Job scheduled successfully").
 
+use aws_sdk_scheduler::types::{
+    DeadLetterConfig, FlexibleTimeWindow, FlexibleTimeWindowMode, RetryPolicy, ScheduleState,
+    Target,
+};
 use axum::extract::{FromRef, Path, State};
 use axum::http::StatusCode;
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
-use aws_sdk_scheduler::types::{DeadLetterConfig, FlexibleTimeWindow, FlexibleTimeWindowMode, RetryPolicy, ScheduleState, Target};
 use ferry_shared::auth::{Authenticated, Tokens};
-use ferry_shared::domain::sync::{Action, Destination, Job, JobStatus, ObjectRecord, ObjectStatus, Run, RunStatus, Source, Trigger};
+use ferry_shared::domain::sync::{
+    Action, Destination, Job, JobStatus, ObjectRecord, ObjectStatus, Run, RunStatus, Source,
+    Trigger,
+};
 use ferry_shared::domain::{new_id, now_rfc3339};
 use ferry_shared::http::{ApiError, JsonBody, QueryParams};
 use ferry_shared::keys::{Children, IndexKey, Key, Listing};
@@ -84,41 +90,68 @@ struct ConnectorConfig {
 
 fn bucket_rule(field: &str, name: &str) -> Result<(), ApiError> {
     let ok = (3..=63).contains(&name.len())
-        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
         && name.as_bytes()[0].is_ascii_alphanumeric()
         && name.as_bytes()[name.len() - 1].is_ascii_alphanumeric();
-    if ok { Ok(()) } else { Err(ApiError::invalid(field, "must be a valid S3 bucket name (3-63 lowercase letters, digits, '-' or '.')")) }
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(
+            field,
+            "must be a valid S3 bucket name (3-63 lowercase letters, digits, '-' or '.')",
+        ))
+    }
 }
 
 fn validate(body: CreateJob, job_id: &str, data_bucket: &str) -> Result<Job, ApiError> {
     let name = body.job_name.ok_or_else(|| ApiError::missing("job_name"))?;
     let name = name.trim().to_string();
     if !(3..=25).contains(&name.chars().count()) {
-        return Err(ApiError::invalid("job_name", "must be between 3 and 25 characters"));
+        return Err(ApiError::invalid(
+            "job_name",
+            "must be between 3 and 25 characters",
+        ));
     }
-    let connector = body.connector_type.ok_or_else(|| ApiError::missing("connector_type"))?;
+    let connector = body
+        .connector_type
+        .ok_or_else(|| ApiError::missing("connector_type"))?;
     if !connector.trim().eq_ignore_ascii_case("s3") {
         return Err(ApiError::invalid("connector_type", "must be one of ['S3']"));
     }
     let given = body.schedule.ok_or_else(|| ApiError::missing("schedule"))?;
     let expr = schedule::resolve(&given).map_err(|e| ApiError::invalid("schedule", e))?;
     let timezone = body.timezone.unwrap_or_else(|| "UTC".into());
-    timezone
-        .parse::<chrono_tz_check::Tz>()
-        .map_err(|_| ApiError::invalid("timezone", "must be an IANA time zone such as UTC or Europe/Paris"))?;
-    let cc = body.connector_config.ok_or_else(|| ApiError::missing("connector_config"))?;
-    let bucket = cc.bucket_name.ok_or_else(|| ApiError::missing("connector_config.bucket_name"))?;
+    timezone.parse::<chrono_tz_check::Tz>().map_err(|_| {
+        ApiError::invalid(
+            "timezone",
+            "must be an IANA time zone such as UTC or Europe/Paris",
+        )
+    })?;
+    let cc = body
+        .connector_config
+        .ok_or_else(|| ApiError::missing("connector_config"))?;
+    let bucket = cc
+        .bucket_name
+        .ok_or_else(|| ApiError::missing("connector_config.bucket_name"))?;
     bucket_rule("connector_config.bucket_name", &bucket)?;
     let destination = match body.destination {
         Some(d) => {
             bucket_rule("destination.bucket", &d.bucket)?;
             d
         }
-        None => Destination { bucket: data_bucket.to_string(), prefix: format!("jobs/{job_id}/") },
+        None => Destination {
+            bucket: data_bucket.to_string(),
+            prefix: format!("jobs/{job_id}/"),
+        },
     };
     let chunk_size = body.chunk_size.unwrap_or(DEFAULT_CHUNK);
     if !(5 * 1024 * 1024..=5 * 1024 * 1024 * 1024).contains(&chunk_size) {
-        return Err(ApiError::invalid("chunk_size", "must be between 5 MiB and 5 GiB (S3's part size limits)"));
+        return Err(ApiError::invalid(
+            "chunk_size",
+            "must be between 5 MiB and 5 GiB (S3's part size limits)",
+        ));
     }
     let concurrency = body.concurrency.unwrap_or(8);
     if !(1..=64).contains(&concurrency) {
@@ -126,7 +159,10 @@ fn validate(body: CreateJob, job_id: &str, data_bucket: &str) -> Result<Job, Api
     }
     let max_attempts = body.max_attempts.unwrap_or(5);
     if !(1..=20).contains(&max_attempts) {
-        return Err(ApiError::invalid("max_attempts", "must be between 1 and 20"));
+        return Err(ApiError::invalid(
+            "max_attempts",
+            "must be between 1 and 20",
+        ));
     }
     let now = now_rfc3339();
     Ok(Job {
@@ -136,7 +172,10 @@ fn validate(body: CreateJob, job_id: &str, data_bucket: &str) -> Result<Job, Api
         schedule: given.trim().to_string(),
         schedule_expression: expr.to_aws(),
         timezone,
-        connector_config: Source { bucket_name: bucket, prefix: cc.prefix },
+        connector_config: Source {
+            bucket_name: bucket,
+            prefix: cc.prefix,
+        },
         destination,
         action: body.action.unwrap_or_default(),
         chunk_size,
@@ -163,25 +202,44 @@ async fn create_job(
     let job_id = uuid::Uuid::new_v4().to_string();
     let job = validate(body, &job_id, &s.data_bucket).map_err(compat)?;
     s.store
-        .create(&Key::job(&job_id), &IndexKey::job(&job.created_at, &job_id).into(), &job)
+        .create(
+            &Key::job(&job_id),
+            &IndexKey::job(&job.created_at, &job_id).into(),
+            &job,
+        )
         .await
         .map_err(|e| compat(e.into()))?;
     // The job exists only with its schedule: if the schedule cannot be created, the job is removed again.
     if let Err(e) = create_schedule(&s, &job).await {
         let _ = s.store.delete(&Key::job(&job_id)).await;
-        return Err(compat(ApiError::bad_gateway("could not create the job's schedule", e)));
+        return Err(compat(ApiError::bad_gateway(
+            "could not create the job's schedule",
+            e,
+        )));
     }
     tracing::info!(job_id = %job_id, user = %caller.sub, schedule = %job.schedule_expression, "job created");
-    Ok((StatusCode::CREATED, Json(json!({"job_id": job_id, "message": "Job scheduled successfully"}))))
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"job_id": job_id, "message": "Job scheduled successfully"})),
+    ))
 }
 
 async fn create_schedule(s: &AppState, job: &Job) -> anyhow::Result<()> {
-    let input = serde_json::to_string(&SyncMessage::StartRun { job_id: job.job_id.clone(), trigger: Trigger::Schedule, run_id: None })?;
+    let input = serde_json::to_string(&SyncMessage::StartRun {
+        job_id: job.job_id.clone(),
+        trigger: Trigger::Schedule,
+        run_id: None,
+    })?;
     let target = Target::builder()
         .arn(&s.target.queue_arn)
         .role_arn(&s.target.role_arn)
         .input(input)
-        .retry_policy(RetryPolicy::builder().maximum_retry_attempts(3).maximum_event_age_in_seconds(3600).build())
+        .retry_policy(
+            RetryPolicy::builder()
+                .maximum_retry_attempts(3)
+                .maximum_event_age_in_seconds(3600)
+                .build(),
+        )
         .dead_letter_config(DeadLetterConfig::builder().arn(&s.target.dlq_arn).build())
         .build()?;
     s.scheduler
@@ -190,7 +248,11 @@ async fn create_schedule(s: &AppState, job: &Job) -> anyhow::Result<()> {
         .group_name(&s.target.group)
         .schedule_expression(&job.schedule_expression)
         .schedule_expression_timezone(&job.timezone)
-        .flexible_time_window(FlexibleTimeWindow::builder().mode(FlexibleTimeWindowMode::Off).build()?)
+        .flexible_time_window(
+            FlexibleTimeWindow::builder()
+                .mode(FlexibleTimeWindowMode::Off)
+                .build()?,
+        )
         .target(target)
         .state(ScheduleState::Enabled)
         .description(format!("ferry sync job {}", job.job_name))
@@ -204,7 +266,9 @@ fn job_id_rule(raw: &str) -> Result<String, ApiError> {
     let id = raw.trim();
     uuid::Uuid::parse_str(id)
         .map(|u| u.to_string())
-        .map_err(|_| compat(ApiError::bad_request("invalid_job_id", "Invalid job ID").field("job_id")))
+        .map_err(|_| {
+            compat(ApiError::bad_request("invalid_job_id", "Invalid job ID").field("job_id"))
+        })
 }
 
 async fn load_job(s: &AppState, id: &str) -> Result<Job, ApiError> {
@@ -222,7 +286,10 @@ struct ListJobsQuery {
     job_id: Option<String>,
 }
 
-async fn list_jobs(State(s): State<AppState>, q: Result<QueryParams<ListJobsQuery>, ApiError>) -> Reply {
+async fn list_jobs(
+    State(s): State<AppState>,
+    q: Result<QueryParams<ListJobsQuery>, ApiError>,
+) -> Reply {
     let QueryParams(q) = q.map_err(compat)?;
     if let Some(raw) = q.job_id {
         let id = job_id_rule(&raw)?;
@@ -232,7 +299,11 @@ async fn list_jobs(State(s): State<AppState>, q: Result<QueryParams<ListJobsQuer
     let mut jobs = Vec::new();
     let mut cursor: Option<String> = None;
     loop {
-        let page = s.store.list::<Job>(&Listing::jobs(), 100, cursor.as_deref(), true).await.map_err(|e| compat(e.into()))?;
+        let page = s
+            .store
+            .list::<Job>(&Listing::jobs(), 100, cursor.as_deref(), true)
+            .await
+            .map_err(|e| compat(e.into()))?;
         jobs.extend(page.items);
         match page.cursor {
             Some(c) => cursor = Some(c),
@@ -254,12 +325,23 @@ async fn delete_job(
     body: Result<JsonBody<DeleteJob>, ApiError>,
 ) -> Reply {
     let JsonBody(body) = body.map_err(compat)?;
-    let raw = body.job_id.ok_or_else(|| compat(ApiError::missing("job_id")))?;
+    let raw = body
+        .job_id
+        .ok_or_else(|| compat(ApiError::missing("job_id")))?;
     let id = job_id_rule(&raw)?;
     load_job(&s, &id).await?;
-    match s.scheduler.delete_schedule().name(&id).group_name(&s.target.group).send().await {
+    match s
+        .scheduler
+        .delete_schedule()
+        .name(&id)
+        .group_name(&s.target.group)
+        .send()
+        .await
+    {
         Ok(_) => {}
-        Err(e) if e.as_service_error().is_some_and(|se| se.is_resource_not_found_exception()) => {}
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|se| se.is_resource_not_found_exception()) => {}
         Err(e) => {
             return Err(compat(ApiError::bad_gateway(
                 "could not delete the job's schedule",
@@ -267,25 +349,47 @@ async fn delete_job(
             )));
         }
     }
-    s.store.delete(&Key::job(&id)).await.map_err(|e| compat(e.into()))?;
+    s.store
+        .delete(&Key::job(&id))
+        .await
+        .map_err(|e| compat(e.into()))?;
     tracing::info!(job_id = %id, user = %caller.sub, "job deleted");
-    Ok((StatusCode::OK, Json(json!({"message": "Job deleted successfully"}))))
+    Ok((
+        StatusCode::OK,
+        Json(json!({"message": "Job deleted successfully"})),
+    ))
 }
 
-async fn run_now(State(s): State<AppState>, Authenticated(caller): Authenticated, Path(raw): Path<String>) -> Reply {
+async fn run_now(
+    State(s): State<AppState>,
+    Authenticated(caller): Authenticated,
+    Path(raw): Path<String>,
+) -> Reply {
     let id = job_id_rule(&raw)?;
     load_job(&s, &id).await?;
     let run_id = new_id();
     let now = now_rfc3339();
     s.store
-        .transition(&Key::job(&id), |_: &Job| Meta::default(), |j: Job| j.start_run(&run_id, &now))
+        .transition(
+            &Key::job(&id),
+            |_: &Job| Meta::default(),
+            |j: Job| j.start_run(&run_id, &now),
+        )
         .await
         .map_err(|e| compat(e.into()))?;
     let run = Run::new(&id, &run_id, Trigger::Api, &now);
-    let sent = match s.store.create(&Key::run(&id, &run_id), &Meta::default(), &run).await {
+    let sent = match s
+        .store
+        .create(&Key::run(&id, &run_id), &Meta::default(), &run)
+        .await
+    {
         Ok(()) => s
             .queue
-            .send(&SyncMessage::StartRun { job_id: id.clone(), trigger: Trigger::Api, run_id: Some(run_id.clone()) })
+            .send(&SyncMessage::StartRun {
+                job_id: id.clone(),
+                trigger: Trigger::Api,
+                run_id: Some(run_id.clone()),
+            })
             .await
             .map_err(anyhow::Error::from),
         Err(e) => Err(e.into()),
@@ -293,12 +397,29 @@ async fn run_now(State(s): State<AppState>, Authenticated(caller): Authenticated
     if let Err(e) = sent {
         // Undo the claim so the job is not left blocked by a run that will never start.
         let msg = format!("{e:#}");
-        let _ = s.store.transition(&Key::run(&id, &run_id), |_: &Run| Meta::default(), |r: Run| r.fail(msg.clone(), &now_rfc3339())).await;
-        let _ = s.store.transition(&Key::job(&id), |_: &Job| Meta::default(), |j: Job| j.finish_run(&run_id, &now_rfc3339())).await;
+        let _ = s
+            .store
+            .transition(
+                &Key::run(&id, &run_id),
+                |_: &Run| Meta::default(),
+                |r: Run| r.fail(msg.clone(), &now_rfc3339()),
+            )
+            .await;
+        let _ = s
+            .store
+            .transition(
+                &Key::job(&id),
+                |_: &Job| Meta::default(),
+                |j: Job| j.finish_run(&run_id, &now_rfc3339()),
+            )
+            .await;
         return Err(compat(ApiError::internal(e)));
     }
     tracing::info!(job_id = %id, %run_id, user = %caller.sub, "run requested");
-    Ok((StatusCode::ACCEPTED, Json(json!({"job_id": id, "run_id": run_id, "status": "starting"}))))
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({"job_id": id, "run_id": run_id, "status": "starting"})),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -308,20 +429,30 @@ struct RunsQuery {
     cursor: Option<String>,
 }
 
-async fn list_runs(State(s): State<AppState>, Path(raw): Path<String>, q: Result<QueryParams<RunsQuery>, ApiError>) -> Reply {
+async fn list_runs(
+    State(s): State<AppState>,
+    Path(raw): Path<String>,
+    q: Result<QueryParams<RunsQuery>, ApiError>,
+) -> Reply {
     let QueryParams(q) = q.map_err(compat)?;
     let id = job_id_rule(&raw)?;
     load_job(&s, &id).await?;
     let limit = q.limit.unwrap_or(50);
     if !(1..=200).contains(&limit) {
-        return Err(compat(ApiError::invalid("limit", "must be between 1 and 200")));
+        return Err(compat(ApiError::invalid(
+            "limit",
+            "must be between 1 and 200",
+        )));
     }
     let page = s
         .store
         .children::<Run>(&Children::runs_of(&id), limit, q.cursor.as_deref(), true)
         .await
         .map_err(|e| compat(e.into()))?;
-    Ok((StatusCode::OK, Json(json!({"job_id": id, "runs": page.items, "cursor": page.cursor}))))
+    Ok((
+        StatusCode::OK,
+        Json(json!({"job_id": id, "runs": page.items, "cursor": page.cursor})),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -333,20 +464,31 @@ struct ObjectsQuery {
     status: Option<String>,
 }
 
-async fn list_objects(State(s): State<AppState>, Path(raw): Path<String>, q: Result<QueryParams<ObjectsQuery>, ApiError>) -> Reply {
+async fn list_objects(
+    State(s): State<AppState>,
+    Path(raw): Path<String>,
+    q: Result<QueryParams<ObjectsQuery>, ApiError>,
+) -> Reply {
     let QueryParams(q) = q.map_err(compat)?;
     let id = job_id_rule(&raw)?;
     load_job(&s, &id).await?;
     let limit = q.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
-        return Err(compat(ApiError::invalid("limit", "must be between 1 and 1000")));
+        return Err(compat(ApiError::invalid(
+            "limit",
+            "must be between 1 and 1000",
+        )));
     }
     let offset = q.offset.unwrap_or(0);
     let status: Option<ObjectStatus> = match q.status.as_deref() {
         None => None,
         Some(raw) => Some(
-            serde_json::from_value(json!(raw.to_ascii_uppercase()))
-                .map_err(|_| compat(ApiError::invalid("status", "must be one of PENDING, IN_PROGRESS, PROCESSED, SKIPPED, FAILED")))?,
+            serde_json::from_value(json!(raw.to_ascii_uppercase())).map_err(|_| {
+                compat(ApiError::invalid(
+                    "status",
+                    "must be one of PENDING, IN_PROGRESS, PROCESSED, SKIPPED, FAILED",
+                ))
+            })?,
         ),
     };
     let run_id = match q.run_id {
@@ -359,10 +501,19 @@ async fn list_objects(State(s): State<AppState>, Path(raw): Path<String>, q: Res
         loop {
             let page = s
                 .store
-                .children::<ObjectRecord>(&Children::objects_of(run_id), 1000, cursor.as_deref(), false)
+                .children::<ObjectRecord>(
+                    &Children::objects_of(run_id),
+                    1000,
+                    cursor.as_deref(),
+                    false,
+                )
                 .await
                 .map_err(|e| compat(e.into()))?;
-            objects.extend(page.items.into_iter().filter(|o| o.job_id == id && status.is_none_or(|st| o.status == st)));
+            objects.extend(
+                page.items
+                    .into_iter()
+                    .filter(|o| o.job_id == id && status.is_none_or(|st| o.status == st)),
+            );
             match page.cursor {
                 Some(c) => cursor = Some(c),
                 None => break,
@@ -383,7 +534,9 @@ async fn list_objects(State(s): State<AppState>, Path(raw): Path<String>, q: Res
         .collect();
     Ok((
         StatusCode::OK,
-        Json(json!({"job_id": id, "run_id": run_id, "limit": limit, "offset": offset, "objects": page, "total_objects": total})),
+        Json(
+            json!({"job_id": id, "run_id": run_id, "limit": limit, "offset": offset, "objects": page, "total_objects": total}),
+        ),
     ))
 }
 
@@ -394,5 +547,9 @@ async fn latest_run(s: &AppState, job_id: &str) -> Result<Option<String>, ApiErr
         .children::<Run>(&Children::runs_of(job_id), 20, None, true)
         .await
         .map_err(|e| compat(e.into()))?;
-    Ok(page.items.into_iter().find(|r| r.status != RunStatus::Skipped).map(|r| r.run_id))
+    Ok(page
+        .items
+        .into_iter()
+        .find(|r| r.status != RunStatus::Skipped)
+        .map(|r| r.run_id))
 }

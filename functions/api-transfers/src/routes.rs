@@ -24,12 +24,17 @@ pub fn router(state: AppState) -> Router {
     ferry_shared::http::finish(Router::new().route("/users/me", get(me)).with_state(state))
 }
 
-async fn me(State(state): State<AppState>, Authenticated(caller): Authenticated) -> Result<Json<Value>, ApiError> {
+async fn me(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+) -> Result<Json<Value>, ApiError> {
     let user = state
         .store
         .get::<User>(&Key::user(&caller.sub))
         .await?
         .ok_or_else(|| ApiError::not_found("user no longer exists"))?
         .value;
-    Ok(Json(json!({"username": user.username, "roles": user.roles, "created_at": user.created_at})))
+    Ok(Json(
+        json!({"username": user.username, "roles": user.roles, "created_at": user.created_at}),
+    ))
 }

@@ -22,9 +22,9 @@ async fn handle(message: IngestMessage, _info: RecordInfo) -> Result<(), WorkErr
             tracing::info!(bucket = %t.bucket, event = %t.event, "s3 test event acknowledged");
             Ok(())
         }
-        IngestMessage::S3(_) | IngestMessage::Request(_) => {
-            Err(WorkError::retryable(anyhow::anyhow!("ingest engine not built yet (issue #4)")))
-        }
+        IngestMessage::S3(_) | IngestMessage::Request(_) => Err(WorkError::retryable(
+            anyhow::anyhow!("ingest engine not built yet (issue #4)"),
+        )),
     }
 }
 

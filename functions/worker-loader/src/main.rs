@@ -16,7 +16,9 @@ impl Config {
     fn from_env() -> Result<Self, ConfigError> {
         // LOADER_QUEUE_URL is checked now so a mis-deployed function fails at start-up, not mid-chain.
         config::required("LOADER_QUEUE_URL")?;
-        Ok(Self { table_name: config::required("TABLE_NAME")? })
+        Ok(Self {
+            table_name: config::required("TABLE_NAME")?,
+        })
     }
 }
 
@@ -27,7 +29,9 @@ async fn handle(store: &Store, message: LoaderMessage, info: RecordInfo) -> Resu
         .await
         .map_err(WorkError::retryable)?;
     match found {
-        None => Err(WorkError::permanent(anyhow::anyhow!("loader {loader_id} does not exist (tick {tick})"))),
+        None => Err(WorkError::permanent(anyhow::anyhow!(
+            "loader {loader_id} does not exist (tick {tick})"
+        ))),
         Some(_) => Err(WorkError::retryable(anyhow::anyhow!(
             "loader engine not built yet: tick {tick} of {loader_id} kept (delivery {})",
             info.receive_count

@@ -5,7 +5,9 @@
 //! fan-out across messages and foreign stores are issue #5.
 
 use aws_sdk_s3::Client as S3;
-use ferry_shared::domain::sync::{self, Action, Job, ObjectRecord, ObjectStatus, Run, RunCounts, Trigger};
+use ferry_shared::domain::sync::{
+    self, Action, Job, ObjectRecord, ObjectStatus, Run, RunCounts, Trigger,
+};
 use ferry_shared::domain::{Conflict, new_id, now_rfc3339};
 use ferry_shared::keys::Key;
 use ferry_shared::messages::SyncMessage;
@@ -34,16 +36,32 @@ struct Listed {
 impl Engine {
     pub async fn handle(&self, message: SyncMessage, info: RecordInfo) -> Result<(), WorkError> {
         match message {
-            SyncMessage::StartRun { job_id, trigger, run_id } => {
+            SyncMessage::StartRun {
+                job_id,
+                trigger,
+                run_id,
+            } => {
                 tracing::info!(job_id = %job_id, run_id = ?run_id, ?trigger, delivery = info.receive_count, "start_run");
                 self.start_run(&job_id, trigger, run_id).await
             }
         }
     }
 
-    async fn start_run(&self, job_id: &str, trigger: Trigger, run_id: Option<String>) -> Result<(), WorkError> {
-        let Some(job) = self.store.get::<Job>(&Key::job(job_id)).await.map_err(retry)? else {
-            return Err(WorkError::permanent(anyhow::anyhow!("job {job_id} does not exist")));
+    async fn start_run(
+        &self,
+        job_id: &str,
+        trigger: Trigger,
+        run_id: Option<String>,
+    ) -> Result<(), WorkError> {
+        let Some(job) = self
+            .store
+            .get::<Job>(&Key::job(job_id))
+            .await
+            .map_err(retry)?
+        else {
+            return Err(WorkError::permanent(anyhow::anyhow!(
+                "job {job_id} does not exist"
+            )));
         };
         let run_id = match run_id {
             Some(id) => id,
@@ -54,14 +72,20 @@ impl Engine {
         };
         let run_key = Key::run(job_id, &run_id);
         let Some(run) = self.store.get::<Run>(&run_key).await.map_err(retry)? else {
-            return Err(WorkError::permanent(anyhow::anyhow!("run {run_id} of job {job_id} does not exist")));
+            return Err(WorkError::permanent(anyhow::anyhow!(
+                "run {run_id} of job {job_id} does not exist"
+            )));
         };
         if run.value.status.is_terminal() {
             tracing::info!(%run_id, "run already ended; duplicate delivery acknowledged");
             return Ok(());
         }
         if run.value.status == sync::RunStatus::Starting {
-            match self.store.transition(&run_key, |_: &Run| Meta::default(), |r: Run| r.begin()).await {
+            match self
+                .store
+                .transition(&run_key, |_: &Run| Meta::default(), |r: Run| r.begin())
+                .await
+            {
                 Ok(_) | Err(StoreError::Conflict(_)) => {}
                 Err(e) => return Err(retry(e)),
             }
@@ -70,30 +94,50 @@ impl Engine {
             Ok(c) => c,
             Err(e) => {
                 let msg = format!("{e:#}");
-                self.end(job_id, &run_id, move |r: Run| r.fail(msg.clone(), &now_rfc3339())).await?;
+                self.end(job_id, &run_id, move |r: Run| {
+                    r.fail(msg.clone(), &now_rfc3339())
+                })
+                .await?;
                 return Err(WorkError::permanent(e));
             }
         };
-        self.end(job_id, &run_id, move |r: Run| r.finish(counts.clone(), &now_rfc3339())).await
+        self.end(job_id, &run_id, move |r: Run| {
+            r.finish(counts.clone(), &now_rfc3339())
+        })
+        .await
     }
 
     /// A scheduled firing: claim the job for a new run, or record the firing as skipped.
-    async fn claim_for_schedule(&self, job_id: &str, trigger: Trigger) -> Result<Option<String>, WorkError> {
+    async fn claim_for_schedule(
+        &self,
+        job_id: &str,
+        trigger: Trigger,
+    ) -> Result<Option<String>, WorkError> {
         let run_id = new_id();
         let now = now_rfc3339();
         match self
             .store
-            .transition(&Key::job(job_id), |_: &Job| Meta::default(), |j: Job| j.start_run(&run_id, &now))
+            .transition(
+                &Key::job(job_id),
+                |_: &Job| Meta::default(),
+                |j: Job| j.start_run(&run_id, &now),
+            )
             .await
         {
             Ok(_) => {
                 let run = Run::new(job_id, &run_id, trigger, &now);
-                self.store.create(&Key::run(job_id, &run_id), &Meta::default(), &run).await.map_err(retry)?;
+                self.store
+                    .create(&Key::run(job_id, &run_id), &Meta::default(), &run)
+                    .await
+                    .map_err(retry)?;
                 Ok(Some(run_id))
             }
             Err(StoreError::Conflict(c)) => {
                 let run = Run::skipped(job_id, &run_id, trigger, &now, c.0);
-                self.store.create(&Key::run(job_id, &run_id), &Meta::default(), &run).await.map_err(retry)?;
+                self.store
+                    .create(&Key::run(job_id, &run_id), &Meta::default(), &run)
+                    .await
+                    .map_err(retry)?;
                 tracing::info!(%job_id, %run_id, "previous run still going; firing recorded as skipped");
                 Ok(None)
             }
@@ -105,14 +149,26 @@ impl Engine {
     where
         F: Fn(Run) -> Result<Run, Conflict>,
     {
-        match self.store.transition(&Key::run(job_id, run_id), |_: &Run| Meta::default(), f).await {
-            Ok(r) => tracing::info!(%job_id, %run_id, status = ?r.value.status, counts = ?r.value.counts, "run ended"),
-            Err(StoreError::Conflict(c)) => tracing::info!(%job_id, %run_id, reason = %c, "run already ended"),
+        match self
+            .store
+            .transition(&Key::run(job_id, run_id), |_: &Run| Meta::default(), f)
+            .await
+        {
+            Ok(r) => {
+                tracing::info!(%job_id, %run_id, status = ?r.value.status, counts = ?r.value.counts, "run ended")
+            }
+            Err(StoreError::Conflict(c)) => {
+                tracing::info!(%job_id, %run_id, reason = %c, "run already ended")
+            }
             Err(e) => return Err(retry(e)),
         }
         let now = now_rfc3339();
         self.store
-            .transition(&Key::job(job_id), |_: &Job| Meta::default(), |j: Job| j.finish_run(run_id, &now))
+            .transition(
+                &Key::job(job_id),
+                |_: &Job| Meta::default(),
+                |j: Job| j.finish_run(run_id, &now),
+            )
             .await
             .map_err(retry)?;
         Ok(())
@@ -129,10 +185,21 @@ impl Engine {
             .into_paginator()
             .send();
         while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| anyhow::anyhow!("listing s3://{}/{}: {}", src.bucket_name, src.prefix, aws_sdk_s3::error::DisplayErrorContext(e)))?;
+            let page = page.map_err(|e| {
+                anyhow::anyhow!(
+                    "listing s3://{}/{}: {}",
+                    src.bucket_name,
+                    src.prefix,
+                    aws_sdk_s3::error::DisplayErrorContext(e)
+                )
+            })?;
             for o in page.contents.unwrap_or_default() {
                 if let Some(key) = o.key {
-                    out.push(Listed { key, size: o.size.unwrap_or(0).max(0) as u64, etag: o.e_tag });
+                    out.push(Listed {
+                        key,
+                        size: o.size.unwrap_or(0).max(0) as u64,
+                        etag: o.e_tag,
+                    });
                 }
             }
         }
@@ -144,7 +211,10 @@ impl Engine {
             anyhow::bail!("action {:?} is not supported yet (issue #5)", job.action);
         }
         let objects = self.list_source(job).await?;
-        let mut counts = RunCounts { total: objects.len() as u64, ..Default::default() };
+        let mut counts = RunCounts {
+            total: objects.len() as u64,
+            ..Default::default()
+        };
         let results: Vec<anyhow::Result<(ObjectStatus, u64)>> = futures::stream::iter(objects)
             .map(|o| self.copy_one(job, run_id, o))
             .buffer_unordered(job.concurrency.max(1) as usize)
@@ -165,12 +235,27 @@ impl Engine {
 
     /// Copies one object and records it. Errors returned here are store errors (the run is retried);
     /// an object that cannot be copied is recorded as FAILED and counted.
-    async fn copy_one(&self, job: &Job, run_id: &str, o: Listed) -> anyhow::Result<(ObjectStatus, u64)> {
+    async fn copy_one(
+        &self,
+        job: &Job,
+        run_id: &str,
+        o: Listed,
+    ) -> anyhow::Result<(ObjectStatus, u64)> {
         let key = Key::object(run_id, &o.key);
         if let Some(done) = self.store.get::<ObjectRecord>(&key).await? {
             let r = done.value;
-            if matches!(r.status, ObjectStatus::Processed | ObjectStatus::Skipped | ObjectStatus::Failed) {
-                return Ok((r.status, if r.status == ObjectStatus::Processed { r.object_size } else { 0 }));
+            if matches!(
+                r.status,
+                ObjectStatus::Processed | ObjectStatus::Skipped | ObjectStatus::Failed
+            ) {
+                return Ok((
+                    r.status,
+                    if r.status == ObjectStatus::Processed {
+                        r.object_size
+                    } else {
+                        0
+                    },
+                ));
             }
         }
         let now = now_rfc3339();
@@ -190,9 +275,15 @@ impl Engine {
         let outcome = if o.size == 0 {
             Ok(ObjectStatus::Skipped)
         } else {
-            match sync::destination_key(&job.connector_config.prefix, &job.destination.prefix, &o.key) {
+            match sync::destination_key(
+                &job.connector_config.prefix,
+                &job.destination.prefix,
+                &o.key,
+            ) {
                 Err(why) => Err(why),
-                Ok(_) if o.size > MAX_SINGLE_COPY => Err("objects over 5 GiB need multipart copy (issue #5)".into()),
+                Ok(_) if o.size > MAX_SINGLE_COPY => {
+                    Err("objects over 5 GiB need multipart copy (issue #5)".into())
+                }
                 Ok(dest) => self
                     .s3
                     .copy_object()
@@ -223,7 +314,11 @@ impl Engine {
             Ok(()) | Err(StoreError::Exists) => {}
             Err(e) => return Err(e.into()),
         }
-        let bytes = if record.status == ObjectStatus::Processed { o.size } else { 0 };
+        let bytes = if record.status == ObjectStatus::Processed {
+            o.size
+        } else {
+            0
+        };
         Ok((record.status, bytes))
     }
 }
@@ -249,6 +344,9 @@ mod tests {
 
     #[test]
     fn copy_source_encodes_everything_but_unreserved_and_slashes() {
-        assert_eq!(copy_source("b", "a dir/ü+x.txt"), "b/a%20dir/%C3%BC%2Bx.txt");
+        assert_eq!(
+            copy_source("b", "a dir/ü+x.txt"),
+            "b/a%20dir/%C3%BC%2Bx.txt"
+        );
     }
 }

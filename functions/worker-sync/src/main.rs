@@ -15,7 +15,9 @@ impl Config {
     fn from_env() -> Result<Self, ConfigError> {
         config::required("SYNC_QUEUE_URL")?;
         config::required("DATA_BUCKET")?;
-        Ok(Self { table_name: config::required("TABLE_NAME")? })
+        Ok(Self {
+            table_name: config::required("TABLE_NAME")?,
+        })
     }
 }
 

@@ -17,9 +17,13 @@ impl Config {
 
 async fn handle(message: TransferMessage, _info: RecordInfo) -> Result<(), WorkError> {
     let task = match &message {
-        TransferMessage::BuildZip { task_id } | TransferMessage::DeleteByFilter { task_id } => task_id,
+        TransferMessage::BuildZip { task_id } | TransferMessage::DeleteByFilter { task_id } => {
+            task_id
+        }
     };
-    Err(WorkError::retryable(anyhow::anyhow!("transfer engine not built yet; task {task} kept")))
+    Err(WorkError::retryable(anyhow::anyhow!(
+        "transfer engine not built yet; task {task} kept"
+    )))
 }
 
 #[tokio::main]

@@ -19,8 +19,11 @@ impl Clients {
     pub fn new(config: &aws_config::SdkConfig) -> Self {
         // Same rule as ferry-shared's S3 client: with a custom endpoint (moto), address buckets path-style,
         // since `bucket.127.0.0.1` does not resolve.
-        let custom_endpoint = config.endpoint_url().is_some() || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some();
-        let s3 = aws_sdk_s3::config::Builder::from(config).force_path_style(custom_endpoint).build();
+        let custom_endpoint =
+            config.endpoint_url().is_some() || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some();
+        let s3 = aws_sdk_s3::config::Builder::from(config)
+            .force_path_style(custom_endpoint)
+            .build();
         Clients {
             dynamodb: aws_sdk_dynamodb::Client::new(config),
             sqs: aws_sdk_sqs::Client::new(config),
@@ -42,7 +45,9 @@ where
         Some(se) => format!(
             "{}: {}",
             se.code().unwrap_or("ServiceError"),
-            se.message().map(str::to_string).unwrap_or_else(|| se.to_string())
+            se.message()
+                .map(str::to_string)
+                .unwrap_or_else(|| se.to_string())
         ),
         None => format!("{}", aws_sdk_sqs::error::DisplayErrorContext(e)),
     }

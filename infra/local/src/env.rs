@@ -16,7 +16,12 @@ use crate::template::{Function, Template};
 pub fn env_vars_of(binary: &str) -> Result<BTreeSet<String>> {
     let template = Template::load(&crate::state::default_template_path())?;
     let f = function(&template, binary)?;
-    Ok(template.global_env.keys().chain(f.env.keys()).cloned().collect())
+    Ok(template
+        .global_env
+        .keys()
+        .chain(f.env.keys())
+        .cloned()
+        .collect())
 }
 
 /// The resolved environment of `binary`, using `resources.json` from the state dir
@@ -27,24 +32,38 @@ pub fn function_env(template: &Template, binary: &str) -> Result<BTreeMap<String
 }
 
 /// The resolved environment of `binary` against an explicit state.
-pub fn function_env_with(template: &Template, state: &State, binary: &str) -> Result<BTreeMap<String, String>> {
+pub fn function_env_with(
+    template: &Template,
+    state: &State,
+    binary: &str,
+) -> Result<BTreeMap<String, String>> {
     let f = function(template, binary)?;
     resolve_env(template, state, f)
 }
 
 fn function<'a>(template: &'a Template, binary: &str) -> Result<&'a Function> {
     template.function_by_binary(binary).ok_or_else(|| {
-        let known: Vec<_> = template.functions.iter().map(|f| f.binary.as_str()).collect();
+        let known: Vec<_> = template
+            .functions
+            .iter()
+            .map(|f| f.binary.as_str())
+            .collect();
         anyhow!("no function with binary {binary:?} in the template (known: {known:?})")
     })
 }
 
-fn resolve_env(template: &Template, state: &State, f: &Function) -> Result<BTreeMap<String, String>> {
+fn resolve_env(
+    template: &Template,
+    state: &State,
+    f: &Function,
+) -> Result<BTreeMap<String, String>> {
     let res = Resolver::new(template, state, DEFAULT_STACK);
     let mut out = BTreeMap::new();
     // A function's own value overrides Globals, as in SAM.
     for (k, v) in template.global_env.iter().chain(f.env.iter()) {
-        let value = res.string(v).with_context(|| format!("{} (function {}): {k}", f.logical_id, f.binary))?;
+        let value = res
+            .string(v)
+            .with_context(|| format!("{} (function {}): {k}", f.logical_id, f.binary))?;
         out.insert(k.clone(), value);
     }
     Ok(out)
@@ -74,7 +93,9 @@ pub fn union_env(template: &Template, state: &State) -> Result<BTreeMap<String, 
 
 /// `export KEY='VALUE'` lines, single-quoted for POSIX shells.
 pub fn render_exports(env: &BTreeMap<String, String>) -> String {
-    env.iter().map(|(k, v)| format!("export {k}='{}'\n", v.replace('\'', r"'\''"))).collect()
+    env.iter()
+        .map(|(k, v)| format!("export {k}='{}'\n", v.replace('\'', r"'\''")))
+        .collect()
 }
 
 #[cfg(test)]
@@ -87,7 +108,11 @@ mod tests {
         for id in ids {
             s.insert(
                 id,
-                ResourceState { kind: "AWS::SQS::Queue".into(), reference: format!("http://q/{id}"), attributes: Default::default() },
+                ResourceState {
+                    kind: "AWS::SQS::Queue".into(),
+                    reference: format!("http://q/{id}"),
+                    attributes: Default::default(),
+                },
             );
         }
         s
@@ -117,8 +142,13 @@ Resources:
     #[test]
     fn conflicting_values_fail_naming_both_functions() {
         let t = Template::parse(TWO_FUNCTIONS).unwrap();
-        let err = union_env(&t, &state_with(&["A", "B"])).unwrap_err().to_string();
-        assert!(err.contains("QUEUE_URL") && err.contains("one") && err.contains("two"), "{err}");
+        let err = union_env(&t, &state_with(&["A", "B"]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("QUEUE_URL") && err.contains("one") && err.contains("two"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -129,7 +159,10 @@ Resources:
         assert_eq!(env["RUST_LOG"], "info");
         assert_eq!(env["SHARED"], "x");
         let one = function_env_with(&t, &state_with(&["A"]), "one").unwrap();
-        assert_eq!(one.keys().collect::<Vec<_>>(), ["QUEUE_URL", "RUST_LOG", "SHARED"]);
+        assert_eq!(
+            one.keys().collect::<Vec<_>>(),
+            ["QUEUE_URL", "RUST_LOG", "SHARED"]
+        );
     }
 
     #[test]
@@ -141,10 +174,21 @@ Resources:
     #[test]
     fn env_var_names_of_the_real_template() {
         let names = env_vars_of("api-scheduler").unwrap();
-        for n in ["RUST_LOG", "TABLE_NAME", "JWT_SECRET_ARN", "SYNC_QUEUE_URL", "SCHEDULE_GROUP", "SCHEDULER_ROLE_ARN"] {
+        for n in [
+            "RUST_LOG",
+            "TABLE_NAME",
+            "JWT_SECRET_ARN",
+            "SYNC_QUEUE_URL",
+            "SCHEDULE_GROUP",
+            "SCHEDULER_ROLE_ARN",
+        ] {
             assert!(names.contains(n), "{n} missing from {names:?}");
         }
-        assert!(!env_vars_of("worker-ingest").unwrap().contains("JWT_SECRET_ARN"));
+        assert!(
+            !env_vars_of("worker-ingest")
+                .unwrap()
+                .contains("JWT_SECRET_ARN")
+        );
         assert!(env_vars_of("no-such-binary").is_err());
     }
 }

@@ -4,11 +4,14 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
-use clap::{Args, Parser, Subcommand};
+use clap::{ArgGroup, Args, Parser, Subcommand};
 use ferry_local::{clients::Clients, env, provision, pump, routes, state, template::Template};
 
 #[derive(Parser)]
-#[command(name = "ferry-local", about = "ferry's local stack, driven by infra/template.yaml")]
+#[command(
+    name = "ferry-local",
+    about = "ferry's local stack, driven by infra/template.yaml"
+)]
 struct Cli {
     /// The SAM template (default: infra/template.yaml in the repo root).
     #[arg(long, global = true)]
@@ -31,7 +34,7 @@ enum Command {
 }
 
 #[derive(Args)]
-#[group(required = true, multiple = false)]
+#[command(group(ArgGroup::new("mode").required(true).args(["check", "write"])))]
 struct RoutesArgs {
     /// Exit 1, with a diff, if the generated block differs from the template.
     #[arg(long)]
@@ -40,7 +43,7 @@ struct RoutesArgs {
     #[arg(long)]
     write: bool,
     /// The Cargo.toml holding the router (default: the repo root's).
-    #[arg(long, global = false)]
+    #[arg(long)]
     manifest: Option<PathBuf>,
 }
 
@@ -64,13 +67,18 @@ async fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<ExitCode> {
-    let template_path = cli.template.clone().unwrap_or_else(state::default_template_path);
+    let template_path = cli
+        .template
+        .clone()
+        .unwrap_or_else(state::default_template_path);
     let template = Template::load(&template_path)?;
     match cli.command {
         Command::Provision => {
             let clients = Clients::from_env().await;
             let naming = provision::Naming::default();
-            let recorded = provision::provision(&template, &clients, &naming, &mut |line| println!("{line}")).await?;
+            let recorded =
+                provision::provision(&template, &clients, &naming, &mut |line| println!("{line}"))
+                    .await?;
             let path = recorded.save(&state::state_dir())?;
             println!("wrote {}", path.display());
         }
@@ -79,16 +87,24 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             print!("{}", env::render_exports(&env::union_env(&template, &st)?));
         }
         Command::Routes(args) => {
-            let manifest = args.manifest.unwrap_or_else(|| state::repo_root().join("Cargo.toml"));
-            let text = std::fs::read_to_string(&manifest).with_context(|| format!("reading {}", manifest.display()))?;
+            let manifest = args
+                .manifest
+                .unwrap_or_else(|| state::repo_root().join("Cargo.toml"));
+            let text = std::fs::read_to_string(&manifest)
+                .with_context(|| format!("reading {}", manifest.display()))?;
             let block = routes::render_block(&template)?;
             if args.write {
                 let new = routes::apply(&text, &block)?;
                 if new == text {
                     println!("{}: router up to date", manifest.display());
                 } else {
-                    std::fs::write(&manifest, new).with_context(|| format!("writing {}", manifest.display()))?;
-                    println!("{}: router rewritten from {}", manifest.display(), template_path.display());
+                    std::fs::write(&manifest, new)
+                        .with_context(|| format!("writing {}", manifest.display()))?;
+                    println!(
+                        "{}: router rewritten from {}",
+                        manifest.display(),
+                        template_path.display()
+                    );
                 }
             } else if let Some(diff) = routes::check(&text, &block)? {
                 eprint!("{}: {diff}", manifest.display());

@@ -25,14 +25,32 @@ const SECRET: &str = "AWS::SecretsManager::Secret";
 
 /// Types with no local resource to create, and why.
 const SKIPPED: &[(&str, &str)] = &[
-    ("AWS::IAM::Role", "IAM is not emulated; its ARN is synthesised"),
+    (
+        "AWS::IAM::Role",
+        "IAM is not emulated; its ARN is synthesised",
+    ),
     ("AWS::IAM::Policy", "IAM is not emulated"),
     ("AWS::IAM::ManagedPolicy", "IAM is not emulated"),
-    ("AWS::SQS::QueuePolicy", "moto does not enforce queue policies"),
-    ("AWS::S3::BucketPolicy", "moto does not enforce bucket policies"),
-    ("AWS::Serverless::HttpApi", "cargo lambda watch serves the routes (ferry-local routes)"),
-    ("AWS::Serverless::Api", "cargo lambda watch serves the routes (ferry-local routes)"),
-    ("AWS::Serverless::Function", "cargo lambda watch runs the functions; ferry-local pump feeds them"),
+    (
+        "AWS::SQS::QueuePolicy",
+        "moto does not enforce queue policies",
+    ),
+    (
+        "AWS::S3::BucketPolicy",
+        "moto does not enforce bucket policies",
+    ),
+    (
+        "AWS::Serverless::HttpApi",
+        "cargo lambda watch serves the routes (ferry-local routes)",
+    ),
+    (
+        "AWS::Serverless::Api",
+        "cargo lambda watch serves the routes (ferry-local routes)",
+    ),
+    (
+        "AWS::Serverless::Function",
+        "cargo lambda watch runs the functions; ferry-local pump feeds them",
+    ),
     ("AWS::Lambda::Permission", "no Lambda service locally"),
     ("AWS::Logs::LogGroup", "logs go to the terminal locally"),
     ("AWS::CloudWatch::Alarm", "no CloudWatch locally"),
@@ -48,13 +66,19 @@ pub struct Naming {
 
 impl Default for Naming {
     fn default() -> Self {
-        Naming { stack: DEFAULT_STACK.to_string(), table_prefix: String::new() }
+        Naming {
+            stack: DEFAULT_STACK.to_string(),
+            table_prefix: String::new(),
+        }
     }
 }
 
 impl Naming {
     pub fn isolated(stack: &str) -> Self {
-        Naming { stack: stack.to_string(), table_prefix: format!("{stack}-") }
+        Naming {
+            stack: stack.to_string(),
+            table_prefix: format!("{stack}-"),
+        }
     }
     pub fn table(&self, id: &str) -> String {
         format!("{}{id}", self.table_prefix)
@@ -81,6 +105,7 @@ pub async fn provision(
 ) -> Result<State> {
     let mut state = State::default();
     let mut unsupported = Vec::new();
+    let mut skipped = Vec::new();
     for id in creation_order(template)? {
         let r = &template.resources[&id];
         let done = match r.kind.as_str() {
@@ -91,16 +116,19 @@ pub async fn provision(
             SECRET => secret(template, clients, naming, &state, r).await,
             kind => {
                 match SKIPPED.iter().find(|(k, _)| *k == kind) {
-                    Some((_, why)) => report(format!("{kind:<30} {id}: skipped ({why})")),
+                    Some((_, why)) => skipped.push(format!("{kind:<30} {id}: skipped ({why})")),
                     None => unsupported.push(format!("{id} ({kind})")),
                 }
                 continue;
             }
         };
-        let (recorded, summary) = done.with_context(|| format!("provisioning {id} ({})", r.kind))?;
+        let (recorded, summary) =
+            done.with_context(|| format!("provisioning {id} ({})", r.kind))?;
         report(format!("{:<30} {id}: {summary}", r.kind));
         state.insert(&id, recorded);
     }
+    skipped.sort();
+    skipped.into_iter().for_each(&mut *report);
     if !unsupported.is_empty() {
         bail!(
             "no local provisioning for {}: teach infra/local/src/provision.rs to create it, or list the type as skipped there",
@@ -124,19 +152,35 @@ pub fn creation_order(template: &Template) -> Result<Vec<String>> {
     while placed.len() < deps.len() {
         let ready: Vec<&str> = deps
             .iter()
-            .filter(|(id, d)| !placed.contains(**id) && d.iter().all(|x| placed.contains(x.as_str())))
+            .filter(|(id, d)| {
+                !placed.contains(**id) && d.iter().all(|x| placed.contains(x.as_str()))
+            })
             .map(|(id, _)| *id)
             .collect();
         if ready.is_empty() {
             let stuck: Vec<_> = deps.keys().filter(|id| !placed.contains(**id)).collect();
             bail!("reference cycle among {stuck:?}");
         }
+        let mut ready = ready;
+        ready.sort_by_key(|id| (type_rank(&template.resources[*id].kind), *id));
         for id in ready {
             placed.insert(id);
             order.push(id.to_string());
         }
     }
     Ok(order)
+}
+
+/// Among resources whose dependencies are met, the order of the summary: state, then messaging, then storage.
+fn type_rank(kind: &str) -> u8 {
+    match kind {
+        TABLE => 0,
+        SECRET => 1,
+        SCHEDULE_GROUP => 2,
+        QUEUE => 3,
+        BUCKET => 4,
+        _ => 5,
+    }
 }
 
 /// Every logical id or name that `v` references through Ref, GetAtt or Sub.
@@ -199,20 +243,32 @@ async fn table(
     r: &Resource,
 ) -> Result<(ResourceState, String)> {
     use aws_sdk_dynamodb::types::{
-        AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, LocalSecondaryIndex,
-        Projection, ProjectionType, ScalarAttributeType, TimeToLiveSpecification, TimeToLiveStatus,
+        AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType,
+        LocalSecondaryIndex, Projection, ProjectionType, ScalarAttributeType,
+        TimeToLiveSpecification, TimeToLiveStatus,
     };
     let res = resolver(template, state, naming);
     let name = naming.table(&r.logical_id);
     let ddb = &clients.dynamodb;
 
     let key_schema = |v: Option<&Value>| -> Result<Vec<KeySchemaElement>> {
-        let seq = v.and_then(Value::as_sequence).ok_or_else(|| anyhow!("KeySchema missing"))?;
+        let seq = v
+            .and_then(Value::as_sequence)
+            .ok_or_else(|| anyhow!("KeySchema missing"))?;
         seq.iter()
             .map(|k| {
-                let attr = res.string(k.get("AttributeName").ok_or_else(|| anyhow!("KeySchema: AttributeName"))?)?;
-                let kt = res.string(k.get("KeyType").ok_or_else(|| anyhow!("KeySchema: KeyType"))?)?;
-                Ok(KeySchemaElement::builder().attribute_name(attr).key_type(KeyType::from(kt.as_str())).build()?)
+                let attr = res.string(
+                    k.get("AttributeName")
+                        .ok_or_else(|| anyhow!("KeySchema: AttributeName"))?,
+                )?;
+                let kt = res.string(
+                    k.get("KeyType")
+                        .ok_or_else(|| anyhow!("KeySchema: KeyType"))?,
+                )?;
+                Ok(KeySchemaElement::builder()
+                    .attribute_name(attr)
+                    .key_type(KeyType::from(kt.as_str()))
+                    .build()?)
             })
             .collect()
     };
@@ -233,32 +289,60 @@ async fn table(
 
     let existing = match ddb.describe_table().table_name(&name).send().await {
         Ok(out) => out.table,
-        Err(e) if e.as_service_error().is_some_and(|se| se.is_resource_not_found_exception()) => None,
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|se| se.is_resource_not_found_exception()) =>
+        {
+            None
+        }
         Err(e) => return Err(anyhow!(crate::clients::sdk_message(&e))).context("DescribeTable"),
     };
 
     let wanted_gsis: Vec<String> = prop(r, "GlobalSecondaryIndexes")
         .and_then(Value::as_sequence)
-        .map(|s| s.iter().filter_map(|g| g.get("IndexName")).map(|n| res.string(n)).collect::<Result<_>>())
+        .map(|s| {
+            s.iter()
+                .filter_map(|g| g.get("IndexName"))
+                .map(|n| res.string(n))
+                .collect::<Result<_>>()
+        })
         .transpose()?
         .unwrap_or_default();
 
     let (description, mut summary) = match existing {
         Some(t) => {
-            let have: BTreeSet<String> =
-                t.global_secondary_indexes().iter().filter_map(|g| g.index_name().map(String::from)).collect();
+            let have: BTreeSet<String> = t
+                .global_secondary_indexes()
+                .iter()
+                .filter_map(|g| g.index_name().map(String::from))
+                .collect();
             let missing: Vec<_> = wanted_gsis.iter().filter(|g| !have.contains(*g)).collect();
             let mut s = format!("{name} exists (data kept)");
             if !missing.is_empty() {
-                s.push_str(&format!("; WARNING: missing GSIs {missing:?}, delete the table to recreate it"));
+                s.push_str(&format!(
+                    "; WARNING: missing GSIs {missing:?}, delete the table to recreate it"
+                ));
             }
             (t, s)
         }
         None => {
-            let mut req = ddb.create_table().table_name(&name).billing_mode(BillingMode::PayPerRequest);
-            for a in prop(r, "AttributeDefinitions").and_then(Value::as_sequence).into_iter().flatten() {
-                let an = res.string(a.get("AttributeName").ok_or_else(|| anyhow!("AttributeName"))?)?;
-                let at = res.string(a.get("AttributeType").ok_or_else(|| anyhow!("AttributeType"))?)?;
+            let mut req = ddb
+                .create_table()
+                .table_name(&name)
+                .billing_mode(BillingMode::PayPerRequest);
+            for a in prop(r, "AttributeDefinitions")
+                .and_then(Value::as_sequence)
+                .into_iter()
+                .flatten()
+            {
+                let an = res.string(
+                    a.get("AttributeName")
+                        .ok_or_else(|| anyhow!("AttributeName"))?,
+                )?;
+                let at = res.string(
+                    a.get("AttributeType")
+                        .ok_or_else(|| anyhow!("AttributeType"))?,
+                )?;
                 req = req.attribute_definitions(
                     AttributeDefinition::builder()
                         .attribute_name(an)
@@ -267,7 +351,11 @@ async fn table(
                 );
             }
             req = req.set_key_schema(Some(key_schema(prop(r, "KeySchema"))?));
-            for g in prop(r, "GlobalSecondaryIndexes").and_then(Value::as_sequence).into_iter().flatten() {
+            for g in prop(r, "GlobalSecondaryIndexes")
+                .and_then(Value::as_sequence)
+                .into_iter()
+                .flatten()
+            {
                 let idx = res.string(g.get("IndexName").ok_or_else(|| anyhow!("IndexName"))?)?;
                 req = req.global_secondary_indexes(
                     GlobalSecondaryIndex::builder()
@@ -277,7 +365,11 @@ async fn table(
                         .build()?,
                 );
             }
-            for l in prop(r, "LocalSecondaryIndexes").and_then(Value::as_sequence).into_iter().flatten() {
+            for l in prop(r, "LocalSecondaryIndexes")
+                .and_then(Value::as_sequence)
+                .into_iter()
+                .flatten()
+            {
                 let idx = res.string(l.get("IndexName").ok_or_else(|| anyhow!("IndexName"))?)?;
                 req = req.local_secondary_indexes(
                     LocalSecondaryIndex::builder()
@@ -287,9 +379,19 @@ async fn table(
                         .build()?,
                 );
             }
-            let out = req.send().await.map_err(|e| anyhow!(crate::clients::sdk_message(&e))).context("CreateTable")?;
-            let t = out.table_description.ok_or_else(|| anyhow!("CreateTable returned no description"))?;
-            let gsis = if wanted_gsis.is_empty() { String::new() } else { format!(" with GSIs {wanted_gsis:?}") };
+            let out = req
+                .send()
+                .await
+                .map_err(|e| anyhow!(crate::clients::sdk_message(&e)))
+                .context("CreateTable")?;
+            let t = out
+                .table_description
+                .ok_or_else(|| anyhow!("CreateTable returned no description"))?;
+            let gsis = if wanted_gsis.is_empty() {
+                String::new()
+            } else {
+                format!(" with GSIs {wanted_gsis:?}")
+            };
             (t, format!("{name} created{gsis}"))
         }
     };
@@ -298,17 +400,38 @@ async fn table(
     if let Some(ttl) = prop(r, "TimeToLiveSpecification")
         && truthy(&res, ttl.get("Enabled"))?
     {
-        let attr = res.string(ttl.get("AttributeName").ok_or_else(|| anyhow!("TTL AttributeName"))?)?;
-        let current = ddb.describe_time_to_live().table_name(&name).send().await.ok().and_then(|o| o.time_to_live_description);
+        let attr = res.string(
+            ttl.get("AttributeName")
+                .ok_or_else(|| anyhow!("TTL AttributeName"))?,
+        )?;
+        let current = ddb
+            .describe_time_to_live()
+            .table_name(&name)
+            .send()
+            .await
+            .ok()
+            .and_then(|o| o.time_to_live_description);
         let already = current.as_ref().is_some_and(|d| {
             d.attribute_name() == Some(attr.as_str())
-                && matches!(d.time_to_live_status(), Some(TimeToLiveStatus::Enabled | TimeToLiveStatus::Enabling))
+                && matches!(
+                    d.time_to_live_status(),
+                    Some(TimeToLiveStatus::Enabled | TimeToLiveStatus::Enabling)
+                )
         });
         if already {
             summary.push_str(&format!("; TTL on {attr}"));
         } else {
-            let spec = TimeToLiveSpecification::builder().attribute_name(&attr).enabled(true).build()?;
-            match ddb.update_time_to_live().table_name(&name).time_to_live_specification(spec).send().await {
+            let spec = TimeToLiveSpecification::builder()
+                .attribute_name(&attr)
+                .enabled(true)
+                .build()?;
+            match ddb
+                .update_time_to_live()
+                .table_name(&name)
+                .time_to_live_specification(spec)
+                .send()
+                .await
+            {
                 Ok(_) => summary.push_str(&format!("; TTL on {attr}")),
                 Err(e) => {
                     let msg = crate::clients::sdk_message(&e);
@@ -329,7 +452,14 @@ async fn table(
     if let Some(arn) = description.latest_stream_arn() {
         attributes.insert("StreamArn".to_string(), arn.to_string());
     }
-    Ok((ResourceState { kind: r.kind.clone(), reference: name, attributes }, summary))
+    Ok((
+        ResourceState {
+            kind: r.kind.clone(),
+            reference: name,
+            attributes,
+        },
+        summary,
+    ))
 }
 
 // ------------------------------------------------------------------------------------------------ SQS
@@ -370,8 +500,14 @@ async fn queue(
         if let Some(v) = prop(r, key) {
             let json = res.json(v).with_context(|| key.to_string())?;
             if key == "RedrivePolicy" {
-                let dlq = json.get("deadLetterTargetArn").and_then(|x| x.as_str()).unwrap_or("?");
-                let max = json.get("maxReceiveCount").map(|x| x.to_string()).unwrap_or_default();
+                let dlq = json
+                    .get("deadLetterTargetArn")
+                    .and_then(|x| x.as_str())
+                    .unwrap_or("?");
+                let max = json
+                    .get("maxReceiveCount")
+                    .map(|x| x.to_string())
+                    .unwrap_or_default();
                 let dlq_name = dlq.rsplit(':').next().unwrap_or(dlq);
                 redrive_note = format!("; redrive to {dlq_name} after {max} receives");
             }
@@ -381,7 +517,12 @@ async fn queue(
 
     let existing = match sqs.get_queue_url().queue_name(&name).send().await {
         Ok(out) => out.queue_url,
-        Err(e) if e.as_service_error().is_some_and(|se| se.is_queue_does_not_exist()) => None,
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|se| se.is_queue_does_not_exist()) =>
+        {
+            None
+        }
         Err(e) => return Err(anyhow!(crate::clients::sdk_message(&e))).context("GetQueueUrl"),
     };
     let (url, verb) = match existing {
@@ -409,7 +550,11 @@ async fn queue(
                 .await
                 .map_err(|e| anyhow!(crate::clients::sdk_message(&e)))
                 .context("CreateQueue")?;
-            (out.queue_url.ok_or_else(|| anyhow!("CreateQueue returned no URL"))?, "created")
+            (
+                out.queue_url
+                    .ok_or_else(|| anyhow!("CreateQueue returned no URL"))?,
+                "created",
+            )
         }
     };
     let got = sqs
@@ -430,7 +575,14 @@ async fn queue(
         ("QueueName".to_string(), name.clone()),
         ("QueueUrl".to_string(), url.clone()),
     ]);
-    Ok((ResourceState { kind: r.kind.clone(), reference: url, attributes }, format!("{name} {verb}{redrive_note}")))
+    Ok((
+        ResourceState {
+            kind: r.kind.clone(),
+            reference: url,
+            attributes,
+        },
+        format!("{name} {verb}{redrive_note}"),
+    ))
 }
 
 // ------------------------------------------------------------------------------------------------ S3
@@ -444,7 +596,8 @@ async fn bucket(
 ) -> Result<(ResourceState, String)> {
     use aws_sdk_s3::types::{
         BucketLocationConstraint, CreateBucketConfiguration, Event, FilterRule, FilterRuleName,
-        NotificationConfiguration, NotificationConfigurationFilter, QueueConfiguration, S3KeyFilter,
+        NotificationConfiguration, NotificationConfigurationFilter, QueueConfiguration,
+        S3KeyFilter,
     };
     let res = resolver(template, state, naming);
     let name = naming.bucket(&r.logical_id);
@@ -452,7 +605,10 @@ async fn bucket(
 
     let mut summary = match s3.head_bucket().bucket(&name).send().await {
         Ok(_) => format!("{name} exists (objects kept)"),
-        Err(e) if e.as_service_error().is_some_and(|se| se.is_not_found()) || e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => {
+        Err(e)
+            if e.as_service_error().is_some_and(|se| se.is_not_found())
+                || e.raw_response().is_some_and(|r| r.status().as_u16() == 404) =>
+        {
             let mut req = s3.create_bucket().bucket(&name);
             if res.region != "us-east-1" {
                 req = req.create_bucket_configuration(
@@ -461,55 +617,107 @@ async fn bucket(
                         .build(),
                 );
             }
-            req.send().await.map_err(|e| anyhow!(crate::clients::sdk_message(&e))).context("CreateBucket")?;
+            req.send()
+                .await
+                .map_err(|e| anyhow!(crate::clients::sdk_message(&e)))
+                .context("CreateBucket")?;
             format!("{name} created")
         }
         Err(e) => return Err(anyhow!(crate::clients::sdk_message(&e))).context("HeadBucket"),
     };
 
     if let Some(n) = prop(r, "NotificationConfiguration") {
-        for other in ["TopicConfigurations", "LambdaConfigurations", "EventBridgeConfiguration"] {
+        for other in [
+            "TopicConfigurations",
+            "LambdaConfigurations",
+            "EventBridgeConfiguration",
+        ] {
             if n.get(other).is_some() {
                 summary.push_str(&format!("; {other} not emulated"));
             }
         }
         let mut wanted = Vec::new();
-        for q in n.get("QueueConfigurations").and_then(Value::as_sequence).into_iter().flatten() {
-            let arn = res.string(q.get("Queue").ok_or_else(|| anyhow!("QueueConfiguration without Queue"))?)?;
-            let event = res.string(q.get("Event").ok_or_else(|| anyhow!("QueueConfiguration without Event"))?)?;
-            let mut b = QueueConfiguration::builder().queue_arn(arn).events(Event::from(event.as_str()));
-            if let Some(rules) = q.get("Filter").and_then(|f| f.get("S3Key")).and_then(|k| k.get("Rules")).and_then(Value::as_sequence) {
+        for q in n
+            .get("QueueConfigurations")
+            .and_then(Value::as_sequence)
+            .into_iter()
+            .flatten()
+        {
+            let arn = res.string(
+                q.get("Queue")
+                    .ok_or_else(|| anyhow!("QueueConfiguration without Queue"))?,
+            )?;
+            let event = res.string(
+                q.get("Event")
+                    .ok_or_else(|| anyhow!("QueueConfiguration without Event"))?,
+            )?;
+            let mut b = QueueConfiguration::builder()
+                .queue_arn(arn)
+                .events(Event::from(event.as_str()));
+            if let Some(rules) = q
+                .get("Filter")
+                .and_then(|f| f.get("S3Key"))
+                .and_then(|k| k.get("Rules"))
+                .and_then(Value::as_sequence)
+            {
                 let mut key = S3KeyFilter::builder();
                 for rule in rules {
-                    let rn = res.string(rule.get("Name").ok_or_else(|| anyhow!("filter rule Name"))?)?;
-                    let rv = res.string(rule.get("Value").ok_or_else(|| anyhow!("filter rule Value"))?)?;
+                    let rn = res.string(
+                        rule.get("Name")
+                            .ok_or_else(|| anyhow!("filter rule Name"))?,
+                    )?;
+                    let rv = res.string(
+                        rule.get("Value")
+                            .ok_or_else(|| anyhow!("filter rule Value"))?,
+                    )?;
                     key = key.filter_rules(
-                        FilterRule::builder().name(FilterRuleName::from(rn.to_ascii_lowercase().as_str())).value(rv).build(),
+                        FilterRule::builder()
+                            .name(FilterRuleName::from(rn.to_ascii_lowercase().as_str()))
+                            .value(rv)
+                            .build(),
                     );
                 }
-                b = b.filter(NotificationConfigurationFilter::builder().key(key.build()).build());
+                b = b.filter(
+                    NotificationConfigurationFilter::builder()
+                        .key(key.build())
+                        .build(),
+                );
             }
             wanted.push(b.build()?);
         }
         if !wanted.is_empty() {
             let current = current_queue_notifications(s3, &name).await?;
             let want_set = notification_set(&wanted);
-            let targets: Vec<String> =
-                wanted.iter().map(|q| q.queue_arn().rsplit(':').next().unwrap_or_default().to_string()).collect();
+            let targets: Vec<String> = wanted
+                .iter()
+                .map(|q| {
+                    q.queue_arn()
+                        .rsplit(':')
+                        .next()
+                        .unwrap_or_default()
+                        .to_string()
+                })
+                .collect();
             if current == want_set {
                 summary.push_str(&format!("; notifications to {targets:?} already set"));
             } else {
                 // moto answers this by sending an s3:TestEvent to each queue, as AWS does.
                 s3.put_bucket_notification_configuration()
                     .bucket(&name)
-                    .notification_configuration(NotificationConfiguration::builder().set_queue_configurations(Some(wanted)).build())
+                    .notification_configuration(
+                        NotificationConfiguration::builder()
+                            .set_queue_configurations(Some(wanted))
+                            .build(),
+                    )
                     .send()
                     .await
                     .map_err(|e| anyhow!(crate::clients::sdk_message(&e)))
                     .context("PutBucketNotificationConfiguration")?;
                 let after = current_queue_notifications(s3, &name).await?;
                 if after != want_set {
-                    bail!("notification configuration did not stick: wanted {want_set:?}, service has {after:?}");
+                    bail!(
+                        "notification configuration did not stick: wanted {want_set:?}, service has {after:?}"
+                    );
                 }
                 summary.push_str(&format!("; notifications to {targets:?} set and read back"));
             }
@@ -519,9 +727,19 @@ async fn bucket(
     let attributes = BTreeMap::from([
         ("Arn".to_string(), format!("arn:aws:s3:::{name}")),
         ("DomainName".to_string(), format!("{name}.s3.amazonaws.com")),
-        ("RegionalDomainName".to_string(), format!("{name}.s3.{}.amazonaws.com", res.region)),
+        (
+            "RegionalDomainName".to_string(),
+            format!("{name}.s3.{}.amazonaws.com", res.region),
+        ),
     ]);
-    Ok((ResourceState { kind: r.kind.clone(), reference: name, attributes }, summary))
+    Ok((
+        ResourceState {
+            kind: r.kind.clone(),
+            reference: name,
+            attributes,
+        },
+        summary,
+    ))
 }
 
 /// Queue notifications as comparable tuples (queue ARN, sorted events, sorted filter rules).
@@ -531,7 +749,8 @@ fn notification_set(configs: &[aws_sdk_s3::types::QueueConfiguration]) -> Notifi
     configs
         .iter()
         .map(|q| {
-            let mut events: Vec<String> = q.events().iter().map(|e| e.as_str().to_string()).collect();
+            let mut events: Vec<String> =
+                q.events().iter().map(|e| e.as_str().to_string()).collect();
             events.sort();
             let mut rules: Vec<(String, String)> = q
                 .filter()
@@ -540,7 +759,10 @@ fn notification_set(configs: &[aws_sdk_s3::types::QueueConfiguration]) -> Notifi
                     k.filter_rules()
                         .iter()
                         .map(|r| {
-                            let name = r.name().map(|n| n.as_str().to_ascii_lowercase()).unwrap_or_default();
+                            let name = r
+                                .name()
+                                .map(|n| n.as_str().to_ascii_lowercase())
+                                .unwrap_or_default();
                             (name, r.value().unwrap_or_default().to_string())
                         })
                         .collect()
@@ -552,15 +774,26 @@ fn notification_set(configs: &[aws_sdk_s3::types::QueueConfiguration]) -> Notifi
         .collect()
 }
 
-async fn current_queue_notifications(s3: &aws_sdk_s3::Client, bucket: &str) -> Result<NotificationKey> {
-    let out = s3
+async fn current_queue_notifications(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+) -> Result<NotificationKey> {
+    match s3
         .get_bucket_notification_configuration()
         .bucket(bucket)
         .send()
         .await
-        .map_err(|e| anyhow!(crate::clients::sdk_message(&e)))
-        .context("GetBucketNotificationConfiguration")?;
-    Ok(notification_set(out.queue_configurations()))
+    {
+        Ok(out) => Ok(notification_set(out.queue_configurations())),
+        // moto answers a bucket without notifications with an empty `<GetBucketNotificationResponse/>`
+        // document, which the SDK cannot parse (S3 sends an empty `<NotificationConfiguration/>`): a 200
+        // that fails to parse means "none".
+        Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 200) => {
+            Ok(NotificationKey::new())
+        }
+        Err(e) => Err(anyhow!(crate::clients::sdk_message(&e)))
+            .context("GetBucketNotificationConfiguration"),
+    }
 }
 
 // ------------------------------------------------------------------------------------------------ Scheduler
@@ -580,7 +813,10 @@ async fn schedule_group(
     let sch = &clients.scheduler;
     let (arn, verb) = match sch.get_schedule_group().name(&name).send().await {
         Ok(out) => (out.arn, "exists (schedules kept)"),
-        Err(e) if e.as_service_error().is_some_and(|se| se.is_resource_not_found_exception()) => {
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|se| se.is_resource_not_found_exception()) =>
+        {
             let out = sch
                 .create_schedule_group()
                 .name(&name)
@@ -592,9 +828,22 @@ async fn schedule_group(
         }
         Err(e) => return Err(anyhow!(crate::clients::sdk_message(&e))).context("GetScheduleGroup"),
     };
-    let arn = arn.unwrap_or_else(|| format!("arn:aws:scheduler:{}:{}:schedule-group/{name}", res.region, crate::resolve::ACCOUNT_ID));
+    let arn = arn.unwrap_or_else(|| {
+        format!(
+            "arn:aws:scheduler:{}:{}:schedule-group/{name}",
+            res.region,
+            crate::resolve::ACCOUNT_ID
+        )
+    });
     let attributes = BTreeMap::from([("Arn".to_string(), arn)]);
-    Ok((ResourceState { kind: r.kind.clone(), reference: name.clone(), attributes }, format!("{name} {verb}")))
+    Ok((
+        ResourceState {
+            kind: r.kind.clone(),
+            reference: name.clone(),
+            attributes,
+        },
+        format!("{name} {verb}"),
+    ))
 }
 
 // ------------------------------------------------------------------------------------------------ Secrets
@@ -611,27 +860,47 @@ async fn secret(
     let sm = &clients.secrets;
     let (arn, summary) = match sm.describe_secret().secret_id(&name).send().await {
         Ok(out) => (out.arn, format!("{name} exists (value kept)")),
-        Err(e) if e.as_service_error().is_some_and(|se| se.is_resource_not_found_exception()) => {
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|se| se.is_resource_not_found_exception()) =>
+        {
             let (value, how) = match (prop(r, "SecretString"), prop(r, "GenerateSecretString")) {
                 (Some(s), _) => (res.string(s)?, "from SecretString".to_string()),
                 (None, Some(g)) => {
                     let spec = GenerateSpec::from_template(&res, g)?;
-                    (spec.generate_secret_string(&mut rand::rng())?, format!("generated, {} chars", spec.length))
+                    (
+                        spec.generate_secret_string(&mut rand::rng())?,
+                        format!("generated, {} chars", spec.length),
+                    )
                 }
-                (None, None) => (GenerateSpec::default().generate(&mut rand::rng())?, "generated, 32 chars".to_string()),
+                (None, None) => (
+                    GenerateSpec::default().generate(&mut rand::rng())?,
+                    "generated, 32 chars".to_string(),
+                ),
             };
             let mut req = sm.create_secret().name(&name).secret_string(value);
             if let Some(d) = prop(r, "Description") {
                 req = req.description(res.string(d)?);
             }
-            let out = req.send().await.map_err(|e| anyhow!(crate::clients::sdk_message(&e))).context("CreateSecret")?;
+            let out = req
+                .send()
+                .await
+                .map_err(|e| anyhow!(crate::clients::sdk_message(&e)))
+                .context("CreateSecret")?;
             (out.arn, format!("{name} created ({how})"))
         }
         Err(e) => return Err(anyhow!(crate::clients::sdk_message(&e))).context("DescribeSecret"),
     };
     let arn = arn.ok_or_else(|| anyhow!("no ARN for secret {name}"))?;
     let attributes = BTreeMap::from([("Id".to_string(), arn.clone()), ("Name".to_string(), name)]);
-    Ok((ResourceState { kind: r.kind.clone(), reference: arn, attributes }, summary))
+    Ok((
+        ResourceState {
+            kind: r.kind.clone(),
+            reference: arn,
+            attributes,
+        },
+        summary,
+    ))
 }
 
 /// AWS's punctuation set for generated secrets.
@@ -681,7 +950,11 @@ impl GenerateSpec {
                 Some(v) => res.string(v)?.parse().context("PasswordLength")?,
                 None => 32,
             },
-            exclude_characters: g.get("ExcludeCharacters").map(|v| res.string(v)).transpose()?.unwrap_or_default(),
+            exclude_characters: g
+                .get("ExcludeCharacters")
+                .map(|v| res.string(v))
+                .transpose()?
+                .unwrap_or_default(),
             exclude_lowercase: flag("ExcludeLowercase", false)?,
             exclude_uppercase: flag("ExcludeUppercase", false)?,
             exclude_numbers: flag("ExcludeNumbers", false)?,
@@ -697,7 +970,11 @@ impl GenerateSpec {
     }
 
     fn classes(&self) -> Vec<Vec<char>> {
-        let keep = |s: &str| -> Vec<char> { s.chars().filter(|c| !self.exclude_characters.contains(*c)).collect() };
+        let keep = |s: &str| -> Vec<char> {
+            s.chars()
+                .filter(|c| !self.exclude_characters.contains(*c))
+                .collect()
+        };
         let mut classes = Vec::new();
         if !self.exclude_lowercase {
             classes.push(keep("abcdefghijklmnopqrstuvwxyz"));
@@ -726,11 +1003,19 @@ impl GenerateSpec {
             bail!("GenerateSecretString excludes every character");
         }
         if self.require_each_included_type && self.length < classes.len() {
-            bail!("PasswordLength {} is too short to include each of {} character types", self.length, classes.len());
+            bail!(
+                "PasswordLength {} is too short to include each of {} character types",
+                self.length,
+                classes.len()
+            );
         }
         loop {
-            let s: String = (0..self.length).map(|_| all[rng.random_range(0..all.len())]).collect();
-            if !self.require_each_included_type || classes.iter().all(|c| s.chars().any(|x| c.contains(&x))) {
+            let s: String = (0..self.length)
+                .map(|_| all[rng.random_range(0..all.len())])
+                .collect();
+            if !self.require_each_included_type
+                || classes.iter().all(|c| s.chars().any(|x| c.contains(&x)))
+            {
                 return Ok(s);
             }
         }
@@ -743,7 +1028,8 @@ impl GenerateSpec {
             None => Ok(password),
             Some((template, key)) => {
                 let mut obj: serde_json::Map<String, serde_json::Value> =
-                    serde_json::from_str(template).context("SecretStringTemplate must be a JSON object")?;
+                    serde_json::from_str(template)
+                        .context("SecretStringTemplate must be a JSON object")?;
                 obj.insert(key.clone(), serde_json::Value::String(password));
                 Ok(serde_json::Value::Object(obj).to_string())
             }
@@ -757,16 +1043,26 @@ mod tests {
 
     #[test]
     fn generated_secret_respects_length_and_exclude_punctuation() {
-        let spec = GenerateSpec { length: 64, exclude_punctuation: true, ..GenerateSpec::default() };
+        let spec = GenerateSpec {
+            length: 64,
+            exclude_punctuation: true,
+            ..GenerateSpec::default()
+        };
         let mut rng = rand::rng();
         for _ in 0..50 {
             let s = spec.generate(&mut rng).unwrap();
             assert_eq!(s.chars().count(), 64);
             assert!(s.chars().all(|c| c.is_ascii_alphanumeric()), "{s}");
         }
-        let with_punct = GenerateSpec { length: 40, ..GenerateSpec::default() };
+        let with_punct = GenerateSpec {
+            length: 40,
+            ..GenerateSpec::default()
+        };
         let s = with_punct.generate(&mut rng).unwrap();
-        assert!(s.chars().any(|c| PUNCTUATION.contains(c)), "each included type is required: {s}");
+        assert!(
+            s.chars().any(|c| PUNCTUATION.contains(c)),
+            "each included type is required: {s}"
+        );
     }
 
     #[test]
@@ -776,7 +1072,8 @@ mod tests {
             json_template: Some((r#"{"username":"ferry"}"#.into(), "password".into())),
             ..GenerateSpec::default()
         };
-        let v: serde_json::Value = serde_json::from_str(&spec.generate_secret_string(&mut rand::rng()).unwrap()).unwrap();
+        let v: serde_json::Value =
+            serde_json::from_str(&spec.generate_secret_string(&mut rand::rng()).unwrap()).unwrap();
         assert_eq!(v["username"], "ferry");
         assert_eq!(v["password"].as_str().unwrap().len(), 12);
     }
@@ -785,8 +1082,18 @@ mod tests {
     fn real_template_orders_dlqs_before_queues_and_queues_before_buckets() {
         let t = Template::load(&crate::state::repo_root().join("infra/template.yaml")).unwrap();
         let order = creation_order(&t).unwrap();
-        let pos = |id: &str| order.iter().position(|x| x == id).unwrap_or_else(|| panic!("{id} missing"));
-        for (dlq, q) in [("LoaderDlq", "LoaderQueue"), ("SyncDlq", "SyncQueue"), ("IngestDlq", "IngestQueue"), ("TransferDlq", "TransferQueue")] {
+        let pos = |id: &str| {
+            order
+                .iter()
+                .position(|x| x == id)
+                .unwrap_or_else(|| panic!("{id} missing"))
+        };
+        for (dlq, q) in [
+            ("LoaderDlq", "LoaderQueue"),
+            ("SyncDlq", "SyncQueue"),
+            ("IngestDlq", "IngestQueue"),
+            ("TransferDlq", "TransferQueue"),
+        ] {
             assert!(pos(dlq) < pos(q), "{dlq} after {q}: {order:?}");
         }
         assert!(pos("IngestQueue") < pos("IngestBucket"));

@@ -16,7 +16,10 @@ pub const DEFAULT_STACK: &str = "ferry";
 const IAM_ROLE: &str = "AWS::IAM::Role";
 
 pub fn region() -> String {
-    std::env::var("AWS_REGION").ok().filter(|r| !r.is_empty()).unwrap_or_else(|| DEFAULT_REGION.to_string())
+    std::env::var("AWS_REGION")
+        .ok()
+        .filter(|r| !r.is_empty())
+        .unwrap_or_else(|| DEFAULT_REGION.to_string())
 }
 
 pub struct Resolver<'a> {
@@ -28,7 +31,12 @@ pub struct Resolver<'a> {
 
 impl<'a> Resolver<'a> {
     pub fn new(template: &'a Template, state: &'a State, stack: &str) -> Self {
-        Resolver { template, state, region: region(), stack: stack.to_string() }
+        Resolver {
+            template,
+            state,
+            region: region(),
+            stack: stack.to_string(),
+        }
     }
 
     /// A scalar value: plain strings, numbers and booleans as written, intrinsics evaluated.
@@ -54,7 +62,9 @@ impl<'a> Resolver<'a> {
             Value::Bool(b) => serde_json::Value::Bool(*b),
             Value::Number(n) => serde_json::to_value(n)?,
             Value::String(s) => serde_json::Value::String(s.clone()),
-            Value::Sequence(seq) => serde_json::Value::Array(seq.iter().map(|x| self.json(x)).collect::<Result<_>>()?),
+            Value::Sequence(seq) => {
+                serde_json::Value::Array(seq.iter().map(|x| self.json(x)).collect::<Result<_>>()?)
+            }
             Value::Mapping(m) => {
                 let mut out = serde_json::Map::new();
                 for (k, x) in m {
@@ -73,7 +83,10 @@ impl<'a> Resolver<'a> {
             Intrinsic::GetAtt(id, attr) => self.get_att(id, attr),
             Intrinsic::Sub(text, vars) => self.sub(text, vars),
             Intrinsic::Join(delim, items) => {
-                let parts = items.iter().map(|x| self.string(x)).collect::<Result<Vec<_>>>()?;
+                let parts = items
+                    .iter()
+                    .map(|x| self.string(x))
+                    .collect::<Result<Vec<_>>>()?;
                 Ok(parts.join(delim))
             }
             Intrinsic::Other(name, _) => bail!("intrinsic {name} is not supported locally"),
@@ -89,15 +102,27 @@ impl<'a> Resolver<'a> {
             "AWS::Partition" => return Ok("aws".to_string()),
             "AWS::URLSuffix" => return Ok("amazonaws.com".to_string()),
             "AWS::StackId" => {
-                return Ok(format!("arn:aws:cloudformation:{}:{ACCOUNT_ID}:stack/{}/local", self.region, self.stack));
+                return Ok(format!(
+                    "arn:aws:cloudformation:{}:{ACCOUNT_ID}:stack/{}/local",
+                    self.region, self.stack
+                ));
             }
             _ => {}
         }
         if let Some(p) = self.template.parameters.get(name) {
-            let default = p.default.as_ref().ok_or_else(|| anyhow!("parameter {name} has no Default"))?;
-            return self.string(default).with_context(|| format!("parameter {name}"));
+            let default = p
+                .default
+                .as_ref()
+                .ok_or_else(|| anyhow!("parameter {name} has no Default"))?;
+            return self
+                .string(default)
+                .with_context(|| format!("parameter {name}"));
         }
-        let r = self.template.resources.get(name).ok_or_else(|| anyhow!("Ref to unknown name {name}"))?;
+        let r = self
+            .template
+            .resources
+            .get(name)
+            .ok_or_else(|| anyhow!("Ref to unknown name {name}"))?;
         if r.kind == IAM_ROLE {
             return Ok(self.role_name(name));
         }
@@ -106,10 +131,17 @@ impl<'a> Resolver<'a> {
 
     /// What `Fn::GetAtt [id, attr]` gives.
     pub fn get_att(&self, id: &str, attr: &str) -> Result<String> {
-        let r = self.template.resources.get(id).ok_or_else(|| anyhow!("GetAtt of unknown resource {id}"))?;
+        let r = self
+            .template
+            .resources
+            .get(id)
+            .ok_or_else(|| anyhow!("GetAtt of unknown resource {id}"))?;
         if r.kind == IAM_ROLE {
             return match attr {
-                "Arn" => Ok(format!("arn:aws:iam::{ACCOUNT_ID}:role/{}", self.role_name(id))),
+                "Arn" => Ok(format!(
+                    "arn:aws:iam::{ACCOUNT_ID}:role/{}",
+                    self.role_name(id)
+                )),
                 "RoleId" => Ok(format!("AROA{}", id.to_ascii_uppercase())),
                 _ => bail!("GetAtt {id}.{attr}: IAM roles only have Arn and RoleId locally"),
             };
@@ -118,7 +150,12 @@ impl<'a> Resolver<'a> {
             .attributes
             .get(attr)
             .cloned()
-            .ok_or_else(|| anyhow!("GetAtt {id}.{attr}: no such attribute recorded for {id} ({})", r.kind))
+            .ok_or_else(|| {
+                anyhow!(
+                    "GetAtt {id}.{attr}: no such attribute recorded for {id} ({})",
+                    r.kind
+                )
+            })
     }
 
     fn role_name(&self, id: &str) -> String {
@@ -137,7 +174,9 @@ impl<'a> Resolver<'a> {
         while let Some(start) = rest.find("${") {
             out.push_str(&rest[..start]);
             let after = &rest[start + 2..];
-            let end = after.find('}').ok_or_else(|| anyhow!("Fn::Sub: unclosed ${{ in {text:?}"))?;
+            let end = after
+                .find('}')
+                .ok_or_else(|| anyhow!("Fn::Sub: unclosed ${{ in {text:?}"))?;
             let name = after[..end].trim();
             if let Some(literal) = name.strip_prefix('!') {
                 // `${!Literal}` writes `${Literal}` through unevaluated.
@@ -189,7 +228,11 @@ Resources:
             ResourceState {
                 kind: "AWS::SQS::Queue".into(),
                 reference: "http://q/ferry-Q".into(),
-                attributes: [("Arn".to_string(), "arn:aws:sqs:us-east-1:123456789012:ferry-Q".to_string())].into(),
+                attributes: [(
+                    "Arn".to_string(),
+                    "arn:aws:sqs:us-east-1:123456789012:ferry-Q".to_string(),
+                )]
+                .into(),
             },
         );
         s
@@ -206,14 +249,25 @@ Resources:
         let group_name = t.resources["G"].properties.get("Name").unwrap();
         assert_eq!(r.string(group_name).unwrap(), "ferry-sync");
         assert_eq!(
-            r.string(&yaml(r#"!Sub "${Q.Arn}|${Q}|${!Keep}|${Level}|${AWS::AccountId}|${X}""#)).unwrap_err().to_string(),
+            r.string(&yaml(
+                r#"!Sub "${Q.Arn}|${Q}|${!Keep}|${Level}|${AWS::AccountId}|${X}""#
+            ))
+            .unwrap_err()
+            .to_string(),
             "Ref to unknown name X"
         );
         assert_eq!(
-            r.string(&yaml(r#"!Sub "${Q.Arn}|${Q}|${!Keep}|${Level}|${AWS::AccountId}""#)).unwrap(),
+            r.string(&yaml(
+                r#"!Sub "${Q.Arn}|${Q}|${!Keep}|${Level}|${AWS::AccountId}""#
+            ))
+            .unwrap(),
             "arn:aws:sqs:us-east-1:123456789012:ferry-Q|http://q/ferry-Q|${Keep}|debug|123456789012"
         );
-        assert_eq!(r.string(&yaml(r#"Fn::Sub: ["a-${V}", {V: !Ref Level}]"#)).unwrap(), "a-debug");
+        assert_eq!(
+            r.string(&yaml(r#"Fn::Sub: ["a-${V}", {V: !Ref Level}]"#))
+                .unwrap(),
+            "a-debug"
+        );
     }
 
     #[test]
@@ -224,7 +278,10 @@ Resources:
         assert_eq!(r.string(&yaml("!GetAtt Q.Arn")).unwrap(), want);
         assert_eq!(r.string(&yaml("Fn::GetAtt: [Q, Arn]")).unwrap(), want);
         assert!(r.string(&yaml("!GetAtt Q.Nope")).is_err());
-        assert_eq!(r.string(&yaml("!GetAtt Role.Arn")).unwrap(), "arn:aws:iam::123456789012:role/ferry-Role");
+        assert_eq!(
+            r.string(&yaml("!GetAtt Role.Arn")).unwrap(),
+            "arn:aws:iam::123456789012:role/ferry-Role"
+        );
     }
 
     #[test]
@@ -240,8 +297,19 @@ Resources:
     fn join_and_json_resolve_nested_values() {
         let (t, s) = (template(), state());
         let r = Resolver::new(&t, &s, "ferry");
-        assert_eq!(r.string(&yaml(r#"!Join [":", [a, !Ref Level, 3]]"#)).unwrap(), "a:debug:3");
-        let j = r.json(&yaml("{deadLetterTargetArn: !GetAtt Q.Arn, maxReceiveCount: 5}")).unwrap();
-        assert_eq!(j, serde_json::json!({"deadLetterTargetArn": "arn:aws:sqs:us-east-1:123456789012:ferry-Q", "maxReceiveCount": 5}));
+        assert_eq!(
+            r.string(&yaml(r#"!Join [":", [a, !Ref Level, 3]]"#))
+                .unwrap(),
+            "a:debug:3"
+        );
+        let j = r
+            .json(&yaml(
+                "{deadLetterTargetArn: !GetAtt Q.Arn, maxReceiveCount: 5}",
+            ))
+            .unwrap();
+        assert_eq!(
+            j,
+            serde_json::json!({"deadLetterTargetArn": "arn:aws:sqs:us-east-1:123456789012:ferry-Q", "maxReceiveCount": 5})
+        );
     }
 }

@@ -19,7 +19,11 @@ pub fn routes(template: &Template) -> Vec<(String, String, String)> {
     let mut out: Vec<(String, String, String)> = template
         .functions
         .iter()
-        .flat_map(|f| f.http_events.iter().map(|e| (e.method.clone(), e.path.clone(), f.binary.clone())))
+        .flat_map(|f| {
+            f.http_events
+                .iter()
+                .map(|e| (e.method.clone(), e.path.clone(), f.binary.clone()))
+        })
         .collect();
     out.sort_by(|a, b| (&a.1, &a.0, &a.2).cmp(&(&b.1, &b.0, &b.2)));
     out
@@ -49,13 +53,21 @@ pub fn render_block(template: &Template) -> Result<String> {
         let key = toml_string(path);
         if entries.iter().any(|(m, _)| is_any(m)) {
             if entries.len() > 1 {
-                bail!("{path} has an ANY route and method routes; cargo lambda watch cannot express both");
+                bail!(
+                    "{path} has an ANY route and method routes; cargo lambda watch cannot express both"
+                );
             }
             out.push_str(&format!("{key} = {}\n", toml_string(&entries[0].1)));
         } else {
             let items: Vec<String> = entries
                 .iter()
-                .map(|(m, f)| format!("{{ method = {}, function = {} }}", toml_string(m), toml_string(f)))
+                .map(|(m, f)| {
+                    format!(
+                        "{{ method = {}, function = {} }}",
+                        toml_string(m),
+                        toml_string(f)
+                    )
+                })
                 .collect();
             out.push_str(&format!("{key} = [{}]\n", items.join(", ")));
         }
@@ -82,11 +94,16 @@ fn toml_string(s: &str) -> String {
 
 /// The block currently in `manifest` (markers included), if any.
 pub fn current_block(manifest: &str) -> Result<Option<&str>> {
-    let Some(start) = find_line(manifest, BEGIN, 0) else { return Ok(None) };
+    let Some(start) = find_line(manifest, BEGIN, 0) else {
+        return Ok(None);
+    };
     let Some(end) = find_line(manifest, END, start) else {
         bail!("found {BEGIN:?} without a following {END:?} line");
     };
-    let end_of_line = manifest[end..].find('\n').map(|i| end + i + 1).unwrap_or(manifest.len());
+    let end_of_line = manifest[end..]
+        .find('\n')
+        .map(|i| end + i + 1)
+        .unwrap_or(manifest.len());
     Ok(Some(&manifest[start..end_of_line]))
 }
 
@@ -107,7 +124,12 @@ pub fn apply(manifest: &str, block: &str) -> Result<String> {
     match current_block(manifest)? {
         Some(old) => {
             let start = old.as_ptr() as usize - manifest.as_ptr() as usize;
-            Ok(format!("{}{}{}", &manifest[..start], block, &manifest[start + old.len()..]))
+            Ok(format!(
+                "{}{}{}",
+                &manifest[..start],
+                block,
+                &manifest[start + old.len()..]
+            ))
         }
         None => {
             let mut out = manifest.to_string();
@@ -127,7 +149,9 @@ pub fn check(manifest: &str, block: &str) -> Result<Option<String>> {
     if current == Some(block) {
         return Ok(None);
     }
-    let mut msg = String::from("the cargo lambda watch router in Cargo.toml is out of date with infra/template.yaml");
+    let mut msg = String::from(
+        "the cargo lambda watch router in Cargo.toml is out of date with infra/template.yaml",
+    );
     msg.push_str(" (run `ferry-local routes --write`):\n");
     match current {
         None => {
@@ -148,7 +172,11 @@ fn line_diff(old: &str, new: &str) -> String {
     let mut lcs = vec![vec![0usize; b.len() + 1]; a.len() + 1];
     for i in (0..a.len()).rev() {
         for j in (0..b.len()).rev() {
-            lcs[i][j] = if a[i] == b[j] { lcs[i + 1][j + 1] + 1 } else { lcs[i + 1][j].max(lcs[i][j + 1]) };
+            lcs[i][j] = if a[i] == b[j] {
+                lcs[i + 1][j + 1] + 1
+            } else {
+                lcs[i + 1][j].max(lcs[i][j + 1])
+            };
         }
     }
     let (mut i, mut j, mut out) = (0, 0, String::new());
@@ -157,12 +185,12 @@ fn line_diff(old: &str, new: &str) -> String {
             out.push_str(&format!(" {}\n", a[i]));
             i += 1;
             j += 1;
-        } else if j < b.len() && (i == a.len() || lcs[i][j + 1] >= lcs[i + 1][j]) {
-            out.push_str(&format!("+{}\n", b[j]));
-            j += 1;
-        } else {
+        } else if i < a.len() && (j == b.len() || lcs[i + 1][j] >= lcs[i][j + 1]) {
             out.push_str(&format!("-{}\n", a[i]));
             i += 1;
+        } else {
+            out.push_str(&format!("+{}\n", b[j]));
+            j += 1;
         }
     }
     out
@@ -180,7 +208,8 @@ mod tests {
     fn routes_match_the_templates_http_events() {
         let t = real();
         let r = routes(&t);
-        let has = |m: &str, p: &str, f: &str| r.contains(&(m.to_string(), p.to_string(), f.to_string()));
+        let has =
+            |m: &str, p: &str, f: &str| r.contains(&(m.to_string(), p.to_string(), f.to_string()));
         assert!(has("POST", "/api/v1/jobs/{id}/run", "api-scheduler"));
         assert!(has("GET", "/health/live", "api-jobs"));
         assert!(has("POST", "/login", "api-jobs"));
@@ -214,11 +243,22 @@ mod tests {
         assert_eq!(apply(&written, &block).unwrap(), written);
 
         let stale = written.replace("api-scheduler", "api-old");
-        let msg = check(&stale, &block).unwrap().expect("drift must be reported");
-        assert!(msg.contains("-\"/api/v1/jobs/{id}/run\"") && msg.contains("+\"/api/v1/jobs/{id}/run\""), "{msg}");
+        let msg = check(&stale, &block)
+            .unwrap()
+            .expect("drift must be reported");
+        assert!(
+            msg.contains("-\"/api/v1/jobs/{id}/run\"")
+                && msg.contains("+\"/api/v1/jobs/{id}/run\""),
+            "{msg}"
+        );
         assert_eq!(apply(&stale, &block).unwrap(), written);
 
-        assert!(check(manifest, &block).unwrap().unwrap().contains("missing"));
+        assert!(
+            check(manifest, &block)
+                .unwrap()
+                .unwrap()
+                .contains("missing")
+        );
     }
 
     #[test]

@@ -38,7 +38,10 @@ impl State {
         let text = match std::fs::read_to_string(&path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                bail!("{} does not exist: run `ferry-local provision` first", path.display())
+                bail!(
+                    "{} does not exist: run `ferry-local provision` first",
+                    path.display()
+                )
             }
             Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
         };
@@ -47,7 +50,8 @@ impl State {
 
     /// Writes atomically (temp file + rename) so a reader never sees half a file.
     pub fn save(&self, state_dir: &Path) -> Result<PathBuf> {
-        std::fs::create_dir_all(state_dir).with_context(|| format!("creating {}", state_dir.display()))?;
+        std::fs::create_dir_all(state_dir)
+            .with_context(|| format!("creating {}", state_dir.display()))?;
         let path = state_dir.join(STATE_FILE);
         let tmp = state_dir.join(format!(".{STATE_FILE}.{}", std::process::id()));
         let mut text = serde_json::to_string_pretty(self)?;

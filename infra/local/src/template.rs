@@ -68,13 +68,16 @@ pub struct SqsEventSource {
 
 impl SqsEventSource {
     pub fn reports_batch_item_failures(&self) -> bool {
-        self.function_response_types.iter().any(|t| t == "ReportBatchItemFailures")
+        self.function_response_types
+            .iter()
+            .any(|t| t == "ReportBatchItemFailures")
     }
 }
 
 impl Template {
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         Self::parse(&text).with_context(|| format!("parsing {}", path.display()))
     }
 
@@ -84,7 +87,12 @@ impl Template {
         let mut parameters = BTreeMap::new();
         if let Some(params) = doc.get("Parameters").and_then(Value::as_mapping) {
             for (name, p) in params {
-                parameters.insert(key_str(name)?, Parameter { default: p.get("Default").cloned() });
+                parameters.insert(
+                    key_str(name)?,
+                    Parameter {
+                        default: p.get("Default").cloned(),
+                    },
+                );
             }
         }
 
@@ -108,29 +116,52 @@ impl Template {
                 .and_then(Value::as_str)
                 .ok_or_else(|| anyhow!("resource {logical_id} has no Type"))?
                 .to_string();
-            let properties = r.get("Properties").cloned().unwrap_or(Value::Mapping(Default::default()));
+            let properties = r
+                .get("Properties")
+                .cloned()
+                .unwrap_or(Value::Mapping(Default::default()));
             if kind == FUNCTION_TYPE {
                 functions.push(
                     parse_function(&logical_id, r, &properties, global_timeout)
                         .with_context(|| format!("function {logical_id}"))?,
                 );
             }
-            resources.insert(logical_id.clone(), Resource { logical_id, kind, properties });
+            resources.insert(
+                logical_id.clone(),
+                Resource {
+                    logical_id,
+                    kind,
+                    properties,
+                },
+            );
         }
 
-        Ok(Template { parameters, global_env, functions, resources })
+        Ok(Template {
+            parameters,
+            global_env,
+            functions,
+            resources,
+        })
     }
 
     pub fn function_by_binary(&self, binary: &str) -> Option<&Function> {
         self.functions.iter().find(|f| f.binary == binary)
     }
 
-    pub fn resources_of_type<'a>(&'a self, kind: &'a str) -> impl Iterator<Item = &'a Resource> + 'a {
+    pub fn resources_of_type<'a>(
+        &'a self,
+        kind: &'a str,
+    ) -> impl Iterator<Item = &'a Resource> + 'a {
         self.resources.values().filter(move |r| r.kind == kind)
     }
 }
 
-fn parse_function(logical_id: &str, r: &Value, props: &Value, global_timeout: u64) -> Result<Function> {
+fn parse_function(
+    logical_id: &str,
+    r: &Value,
+    props: &Value,
+    global_timeout: u64,
+) -> Result<Function> {
     let binary = r
         .get("Metadata")
         .and_then(|m| m.get("BuildProperties"))
@@ -158,13 +189,16 @@ fn parse_function(logical_id: &str, r: &Value, props: &Value, global_timeout: u6
                         // An HttpApi event without Path/Method is the API's catch-all: no route to generate.
                         bail!("HttpApi event {name} needs Path and Method for local routing");
                     };
-                    http_events.push(HttpEvent { name, path: path.to_string(), method: method.to_ascii_uppercase() });
+                    http_events.push(HttpEvent {
+                        name,
+                        path: path.to_string(),
+                        method: method.to_ascii_uppercase(),
+                    });
                 }
                 Some("SQS") => {
-                    let queue = ep
-                        .get("Queue")
-                        .and_then(getatt_arn_target)
-                        .ok_or_else(|| anyhow!("SQS event {name}: Queue must be !GetAtt <Queue>.Arn"))?;
+                    let queue = ep.get("Queue").and_then(getatt_arn_target).ok_or_else(|| {
+                        anyhow!("SQS event {name}: Queue must be !GetAtt <Queue>.Arn")
+                    })?;
                     let batch_size = match ep.get("BatchSize") {
                         Some(b) => u32::try_from(as_u64(b)?).context("BatchSize")?,
                         None => SQS_DEFAULT_BATCH_SIZE,
@@ -172,16 +206,33 @@ fn parse_function(logical_id: &str, r: &Value, props: &Value, global_timeout: u6
                     let function_response_types = ep
                         .get("FunctionResponseTypes")
                         .and_then(Value::as_sequence)
-                        .map(|s| s.iter().filter_map(Value::as_str).map(String::from).collect())
+                        .map(|s| {
+                            s.iter()
+                                .filter_map(Value::as_str)
+                                .map(String::from)
+                                .collect()
+                        })
                         .unwrap_or_default();
-                    sqs_events.push(SqsEventSource { name, queue, batch_size, function_response_types });
+                    sqs_events.push(SqsEventSource {
+                        name,
+                        queue,
+                        batch_size,
+                        function_response_types,
+                    });
                 }
                 // Other event types (Schedule, S3 direct, ...) have no local stand-in yet.
                 _ => {}
             }
         }
     }
-    Ok(Function { logical_id: logical_id.to_string(), binary, timeout_secs, env, http_events, sqs_events })
+    Ok(Function {
+        logical_id: logical_id.to_string(),
+        binary,
+        timeout_secs,
+        env,
+        http_events,
+        sqs_events,
+    })
 }
 
 fn env_vars(owner: Option<&Value>) -> Result<BTreeMap<String, Value>> {
@@ -199,13 +250,20 @@ fn env_vars(owner: Option<&Value>) -> Result<BTreeMap<String, Value>> {
 }
 
 fn key_str(v: &Value) -> Result<String> {
-    v.as_str().map(String::from).ok_or_else(|| anyhow!("expected a string key, found {v:?}"))
+    v.as_str()
+        .map(String::from)
+        .ok_or_else(|| anyhow!("expected a string key, found {v:?}"))
 }
 
 pub(crate) fn as_u64(v: &Value) -> Result<u64> {
     match v {
-        Value::Number(n) => n.as_u64().ok_or_else(|| anyhow!("{n} is not a whole number")),
-        Value::String(s) => s.trim().parse().with_context(|| format!("{s:?} is not a whole number")),
+        Value::Number(n) => n
+            .as_u64()
+            .ok_or_else(|| anyhow!("{n} is not a whole number")),
+        Value::String(s) => s
+            .trim()
+            .parse()
+            .with_context(|| format!("{s:?} is not a whole number")),
         other => bail!("expected a number, found {other:?}"),
     }
 }
@@ -238,7 +296,11 @@ impl Intrinsic {
             Value::Tagged(t) => {
                 let tag = t.tag.to_string();
                 let tag = tag.trim_start_matches('!');
-                let name = if tag == "Ref" { "Ref".to_string() } else { format!("Fn::{tag}") };
+                let name = if tag == "Ref" {
+                    "Ref".to_string()
+                } else {
+                    format!("Fn::{tag}")
+                };
                 (name, t.value.clone())
             }
             Value::Mapping(m) if m.len() == 1 => {
@@ -261,8 +323,13 @@ impl Intrinsic {
                     Some((id, attr)) => Intrinsic::GetAtt(id.to_string(), attr.to_string()),
                     None => Intrinsic::Other(name, arg),
                 },
-                Value::Sequence(seq) => match (seq.first().and_then(Value::as_str), seq.get(1).and_then(Value::as_str)) {
-                    (Some(id), Some(attr)) if seq.len() == 2 => Intrinsic::GetAtt(id.to_string(), attr.to_string()),
+                Value::Sequence(seq) => match (
+                    seq.first().and_then(Value::as_str),
+                    seq.get(1).and_then(Value::as_str),
+                ) {
+                    (Some(id), Some(attr)) if seq.len() == 2 => {
+                        Intrinsic::GetAtt(id.to_string(), attr.to_string())
+                    }
                     _ => Intrinsic::Other(name, arg),
                 },
                 _ => Intrinsic::Other(name, arg),
@@ -282,10 +349,12 @@ impl Intrinsic {
                 _ => Intrinsic::Other(name, arg),
             },
             "Fn::Join" => match &arg {
-                Value::Sequence(seq) if seq.len() == 2 => match (seq[0].as_str(), seq[1].as_sequence()) {
-                    (Some(d), Some(items)) => Intrinsic::Join(d.to_string(), items.clone()),
-                    _ => Intrinsic::Other(name, arg),
-                },
+                Value::Sequence(seq) if seq.len() == 2 => {
+                    match (seq[0].as_str(), seq[1].as_sequence()) {
+                        (Some(d), Some(items)) => Intrinsic::Join(d.to_string(), items.clone()),
+                        _ => Intrinsic::Other(name, arg),
+                    }
+                }
                 _ => Intrinsic::Other(name, arg),
             },
             _ => Intrinsic::Other(name, arg),
@@ -301,7 +370,10 @@ mod tests {
     fn short_and_long_forms_are_the_same_intrinsic() {
         let short: Value = serde_yaml::from_str("!GetAtt Q.Arn").unwrap();
         let long: Value = serde_yaml::from_str("Fn::GetAtt: [Q, Arn]").unwrap();
-        assert_eq!(Intrinsic::of(&short), Some(Intrinsic::GetAtt("Q".into(), "Arn".into())));
+        assert_eq!(
+            Intrinsic::of(&short),
+            Some(Intrinsic::GetAtt("Q".into(), "Arn".into()))
+        );
         assert_eq!(Intrinsic::of(&short), Intrinsic::of(&long));
 
         let r: Value = serde_yaml::from_str("Ref: X").unwrap();
@@ -311,10 +383,48 @@ mod tests {
     }
 
     #[test]
+    fn real_template_parses_with_binaries_event_sources_and_gsi() {
+        let t = Template::load(&crate::state::default_template_path()).unwrap();
+        assert!(t.functions.len() >= 9, "{} functions", t.functions.len());
+        for f in &t.functions {
+            assert!(!f.binary.is_empty(), "{} has no binary", f.logical_id);
+            assert!(f.timeout_secs > 0);
+        }
+        let sync = t.function_by_binary("worker-sync").expect("worker-sync");
+        assert_eq!(sync.timeout_secs, 300);
+        let src = sync
+            .sqs_events
+            .iter()
+            .find(|e| e.queue == "SyncQueue")
+            .expect("SyncQueue event source");
+        assert_eq!(src.batch_size, 5);
+        assert!(src.reports_batch_item_failures());
+        // Globals' Timeout applies where a function sets none.
+        assert_eq!(t.function_by_binary("api-jobs").unwrap().timeout_secs, 29);
+        assert!(t.global_env.contains_key("TABLE_NAME"));
+
+        let table = &t.resources["FerryTable"];
+        assert_eq!(table.kind, "AWS::DynamoDB::Table");
+        let gsis = table
+            .properties
+            .get("GlobalSecondaryIndexes")
+            .and_then(Value::as_sequence)
+            .unwrap();
+        assert!(
+            gsis.iter()
+                .any(|g| g.get("IndexName").and_then(Value::as_str) == Some("gsi1"))
+        );
+        assert_eq!(t.resources_of_type("AWS::SQS::Queue").count(), 8);
+    }
+
+    #[test]
     fn function_without_binary_is_rejected() {
         let t = "Resources:\n  F:\n    Type: AWS::Serverless::Function\n    Properties: {}\n";
         let err = Template::parse(t).unwrap_err();
-        assert!(format!("{err:#}").contains("BuildProperties.Binary"), "{err:#}");
+        assert!(
+            format!("{err:#}").contains("BuildProperties.Binary"),
+            "{err:#}"
+        );
     }
 
     #[test]

@@ -138,7 +138,10 @@ impl Job {
     /// Claims the job for `run_id`. A job that already has an active run refuses.
     pub fn start_run(mut self, run_id: &str, now: &str) -> Result<Job, Conflict> {
         if let Some(active) = &self.active_run {
-            return Err(Conflict(format!("job {} already has run {active} in progress", self.job_id)));
+            return Err(Conflict(format!(
+                "job {} already has run {active} in progress",
+                self.job_id
+            )));
         }
         self.active_run = Some(run_id.to_string());
         self.updated_at = now.to_string();
@@ -185,7 +188,10 @@ impl Run {
                 self.status = RunStatus::Running;
                 Ok(self)
             }
-            other => Err(Conflict(format!("run {} is {other:?}, not starting", self.run_id))),
+            other => Err(Conflict(format!(
+                "run {} is {other:?}, not starting",
+                self.run_id
+            ))),
         }
     }
 
@@ -193,7 +199,10 @@ impl Run {
     /// succeeded, partial otherwise.
     pub fn finish(mut self, counts: RunCounts, now: &str) -> Result<Run, Conflict> {
         if self.status != RunStatus::Running {
-            return Err(Conflict(format!("run {} is {:?}, not running", self.run_id, self.status)));
+            return Err(Conflict(format!(
+                "run {} is {:?}, not running",
+                self.run_id, self.status
+            )));
         }
         self.status = if counts.failed == 0 {
             RunStatus::Completed
@@ -221,7 +230,11 @@ impl Run {
 /// The destination key for `source_key`: the part below the source prefix, placed under the destination
 /// prefix. Keys are data: one that would climb out of the destination prefix (a `..` segment, a leading
 /// `/`, a backslash or a control character) is refused.
-pub fn destination_key(source_prefix: &str, dest_prefix: &str, source_key: &str) -> Result<String, String> {
+pub fn destination_key(
+    source_prefix: &str,
+    dest_prefix: &str,
+    source_key: &str,
+) -> Result<String, String> {
     let relative = source_key.strip_prefix(source_prefix).unwrap_or(source_key);
     let relative = relative.trim_start_matches('/');
     if relative.is_empty() {
@@ -252,8 +265,14 @@ mod tests {
             schedule: "hourly".into(),
             schedule_expression: "rate(1 hour)".into(),
             timezone: "UTC".into(),
-            connector_config: Source { bucket_name: "src".into(), prefix: "".into() },
-            destination: Destination { bucket: "dst".into(), prefix: "jobs/j1".into() },
+            connector_config: Source {
+                bucket_name: "src".into(),
+                prefix: "".into(),
+            },
+            destination: Destination {
+                bucket: "dst".into(),
+                prefix: "jobs/j1".into(),
+            },
             action: Action::Sync,
             chunk_size: 10 << 20,
             concurrency: 4,
@@ -278,28 +297,63 @@ mod tests {
     #[test]
     fn finishing_another_run_keeps_the_active_one() {
         let busy = job().start_run("r1", "t1").unwrap();
-        assert_eq!(busy.finish_run("r0", "t2").unwrap().active_run.as_deref(), Some("r1"));
+        assert_eq!(
+            busy.finish_run("r0", "t2").unwrap().active_run.as_deref(),
+            Some("r1")
+        );
     }
 
     #[test]
     fn run_outcome_follows_counters() {
         let running = || Run::new("j", "r", Trigger::Api, "t").begin().unwrap();
-        let ok = RunCounts { total: 2, processed: 2, ..Default::default() };
-        assert_eq!(running().finish(ok, "t").unwrap().status, RunStatus::Completed);
-        let some = RunCounts { total: 2, processed: 1, failed: 1, ..Default::default() };
-        assert_eq!(running().finish(some, "t").unwrap().status, RunStatus::Partial);
-        let none = RunCounts { total: 1, failed: 1, ..Default::default() };
-        assert_eq!(running().finish(none, "t").unwrap().status, RunStatus::Failed);
-        assert!(Run::new("j", "r", Trigger::Api, "t").finish(RunCounts::default(), "t").is_err());
+        let ok = RunCounts {
+            total: 2,
+            processed: 2,
+            ..Default::default()
+        };
+        assert_eq!(
+            running().finish(ok, "t").unwrap().status,
+            RunStatus::Completed
+        );
+        let some = RunCounts {
+            total: 2,
+            processed: 1,
+            failed: 1,
+            ..Default::default()
+        };
+        assert_eq!(
+            running().finish(some, "t").unwrap().status,
+            RunStatus::Partial
+        );
+        let none = RunCounts {
+            total: 1,
+            failed: 1,
+            ..Default::default()
+        };
+        assert_eq!(
+            running().finish(none, "t").unwrap().status,
+            RunStatus::Failed
+        );
+        assert!(
+            Run::new("j", "r", Trigger::Api, "t")
+                .finish(RunCounts::default(), "t")
+                .is_err()
+        );
     }
 
     #[test]
     fn destination_keys_cannot_escape_the_prefix() {
-        assert_eq!(destination_key("docs/", "jobs/j1", "docs/a/b.txt").unwrap(), "jobs/j1/a/b.txt");
+        assert_eq!(
+            destination_key("docs/", "jobs/j1", "docs/a/b.txt").unwrap(),
+            "jobs/j1/a/b.txt"
+        );
         assert_eq!(destination_key("", "", "a.txt").unwrap(), "a.txt");
         assert!(destination_key("", "jobs/j1", "../../etc/passwd").is_err());
         assert!(destination_key("", "jobs/j1", "a/./b").is_err());
         assert!(destination_key("", "jobs/j1", "a\\..\\b").is_err());
-        assert_eq!(destination_key("", "jobs/j1", "/abs").unwrap(), "jobs/j1/abs");
+        assert_eq!(
+            destination_key("", "jobs/j1", "/abs").unwrap(),
+            "jobs/j1/abs"
+        );
     }
 }

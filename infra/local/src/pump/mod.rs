@@ -40,18 +40,27 @@ impl PumpSettings {
     /// From `FERRY_WATCH_URL` (default http://127.0.0.1:9000), `FERRY_PUMP_RETRY_DELAY_SECS` (default 2)
     /// and `AWS_REGION`.
     pub fn from_env() -> Result<Self> {
-        let watch_url = std::env::var("FERRY_WATCH_URL").ok().filter(|v| !v.is_empty()).unwrap_or_else(|| DEFAULT_WATCH_URL.to_string());
+        let watch_url = std::env::var("FERRY_WATCH_URL")
+            .ok()
+            .filter(|v| !v.is_empty())
+            .unwrap_or_else(|| DEFAULT_WATCH_URL.to_string());
         let retry_delay_secs = match std::env::var("FERRY_PUMP_RETRY_DELAY_SECS") {
             Ok(v) if !v.is_empty() => v
                 .parse::<i32>()
                 .ok()
                 .filter(|d| (0..=43_200).contains(d))
-                .ok_or_else(|| anyhow!("FERRY_PUMP_RETRY_DELAY_SECS={v:?} must be 0..=43200 seconds"))?,
+                .ok_or_else(|| {
+                    anyhow!("FERRY_PUMP_RETRY_DELAY_SECS={v:?} must be 0..=43200 seconds")
+                })?,
             _ => DEFAULT_RETRY_DELAY_SECS,
         };
         Ok(PumpSettings {
             watch_url,
-            sqs: sqs::SqsLoopSettings { wait_time_secs: WAIT_TIME_SECS, retry_delay_secs, region: crate::resolve::region() },
+            sqs: sqs::SqsLoopSettings {
+                wait_time_secs: WAIT_TIME_SECS,
+                retry_delay_secs,
+                region: crate::resolve::region(),
+            },
         })
     }
 }
@@ -105,9 +114,16 @@ pub async fn run(
 
     let mut tasks = tokio::task::JoinSet::new();
     for s in sources {
-        tasks.spawn(sqs::run_source(s, clients.sqs.clone(), invoker.clone(), settings.sqs.clone(), stop.clone()));
+        tasks.spawn(sqs::run_source(
+            s,
+            clients.sqs.clone(),
+            invoker.clone(),
+            settings.sqs.clone(),
+            stop.clone(),
+        ));
     }
-    let schedules = schedules::SchedulePump::new(clients.scheduler.clone(), clients.sqs.clone(), groups);
+    let schedules =
+        schedules::SchedulePump::new(clients.scheduler.clone(), clients.sqs.clone(), groups);
     tasks.spawn(schedules.run(SCHEDULE_TICK, stop.clone()));
 
     let mut failed = 0;

@@ -90,8 +90,19 @@ fn to_chrono(t: &aws_sdk_scheduler::primitives::DateTime) -> Option<DateTime<Utc
 }
 
 impl SchedulePump {
-    pub fn new(scheduler: aws_sdk_scheduler::Client, sqs: aws_sdk_sqs::Client, filter: GroupFilter) -> Self {
-        SchedulePump { scheduler, sqs, filter, tracked: HashMap::new(), queue_urls: HashMap::new(), logged_errors: HashSet::new() }
+    pub fn new(
+        scheduler: aws_sdk_scheduler::Client,
+        sqs: aws_sdk_sqs::Client,
+        filter: GroupFilter,
+    ) -> Self {
+        SchedulePump {
+            scheduler,
+            sqs,
+            filter,
+            tracked: HashMap::new(),
+            queue_urls: HashMap::new(),
+            logged_errors: HashSet::new(),
+        }
     }
 
     /// Runs ticks every `interval` until shutdown.
@@ -102,7 +113,10 @@ impl SchedulePump {
                 break;
             }
             if let Err(e) = self.tick(Utc::now()).await {
-                self.log_once(format!("tick:{e:#}"), || warn!(error = %format!("{e:#}"), "schedule tick failed; retrying"));
+                self.log_once(
+                    format!("tick:{e:#}"),
+                    || warn!(error = %format!("{e:#}"), "schedule tick failed; retrying"),
+                );
             }
             tokio::select! {
                 _ = tokio::time::sleep(interval) => {}
@@ -134,24 +148,41 @@ impl SchedulePump {
     async fn refresh(&mut self, now: DateTime<Utc>) -> Result<()> {
         let mut seen: HashSet<Key> = HashSet::new();
         let mut groups = Vec::new();
-        let mut pages = self.scheduler.list_schedule_groups().into_paginator().send();
+        let mut pages = self
+            .scheduler
+            .list_schedule_groups()
+            .into_paginator()
+            .send();
         while let Some(page) = pages.next().await {
             let page = page.map_err(|e| anyhow!("ListScheduleGroups: {}", sdk_message(&e)))?;
-            groups.extend(page.schedule_groups().iter().filter_map(|g| g.name().map(String::from)));
+            groups.extend(
+                page.schedule_groups()
+                    .iter()
+                    .filter_map(|g| g.name().map(String::from)),
+            );
         }
         groups.retain(|g| self.filter.allows(g));
         for group in groups {
-            let mut pages = self.scheduler.list_schedules().group_name(&group).into_paginator().send();
+            let mut pages = self
+                .scheduler
+                .list_schedules()
+                .group_name(&group)
+                .into_paginator()
+                .send();
             while let Some(page) = pages.next().await {
-                let page = page.map_err(|e| anyhow!("ListSchedules {group}: {}", sdk_message(&e)))?;
+                let page =
+                    page.map_err(|e| anyhow!("ListSchedules {group}: {}", sdk_message(&e)))?;
                 for s in page.schedules() {
                     let Some(name) = s.name() else { continue };
                     let key = (group.clone(), name.to_string());
                     let modified = s.last_modification_date().and_then(to_chrono);
                     seen.insert(key.clone());
-                    let changed = self.tracked.get(&key).is_none_or(|t| t.modified != modified);
-                    if changed {
-                        let plan = self.load(&key, now).await;
+                    let changed = self
+                        .tracked
+                        .get(&key)
+                        .is_none_or(|t| t.modified != modified);
+                    // A schedule whose GetSchedule failed stays untracked, so the next tick retries it.
+                    if changed && let Some(plan) = self.load(&key, now).await {
                         self.tracked.insert(key, Tracked { modified, plan });
                     }
                 }
@@ -161,29 +192,41 @@ impl SchedulePump {
         Ok(())
     }
 
-    /// Reads one schedule and plans its next firing; None (logged once) if it cannot be fired locally.
-    async fn load(&mut self, key: &Key, now: DateTime<Utc>) -> Option<Plan> {
+    /// Reads one schedule and plans its next firing: `Some(None)` if it cannot be fired locally (logged
+    /// once), `None` if reading it failed (retried next tick).
+    async fn load(&mut self, key: &Key, now: DateTime<Utc>) -> Option<Option<Plan>> {
         let (group, name) = key;
-        let out = match self.scheduler.get_schedule().group_name(group).name(name).send().await {
+        let out = match self
+            .scheduler
+            .get_schedule()
+            .group_name(group)
+            .name(name)
+            .send()
+            .await
+        {
             Ok(o) => o,
             Err(e) => {
                 warn!(group, name, error = %sdk_message(&e), "GetSchedule failed; will retry");
                 return None;
             }
         };
-        let modified = out.last_modification_date().and_then(to_chrono).map(|d| d.to_rfc3339()).unwrap_or_default();
+        let modified = out
+            .last_modification_date()
+            .and_then(to_chrono)
+            .map(|d| d.to_rfc3339())
+            .unwrap_or_default();
         match plan_from(&out, now) {
             Ok(plan) => {
                 info!(group, name, expression = out.schedule_expression().unwrap_or_default(),
                     next = ?plan.next.map(|n| n.to_rfc3339()), target = %plan.target_arn, "schedule tracked");
-                Some(plan)
+                Some(Some(plan))
             }
             Err(e) => {
                 self.log_once(format!("{group}/{name}@{modified}"), || {
                     warn!(group, name, expression = out.schedule_expression().unwrap_or_default(), error = %format!("{e:#}"),
                         "schedule ignored until it changes")
                 });
-                None
+                Some(None)
             }
         }
     }
@@ -193,15 +236,26 @@ impl SchedulePump {
         let plan = self.tracked.get_mut(key)?.plan.as_mut()?;
         let due = plan.next.filter(|n| *n <= now)?;
 
-        let deliver = plan.enabled && plan.start.is_none_or(|s| due >= s) && plan.end.is_none_or(|e| due <= e);
+        let deliver = plan.enabled
+            && plan.start.is_none_or(|s| due >= s)
+            && plan.end.is_none_or(|e| due <= e);
         let mut fired = None;
         if deliver {
-            let (target, input, group_id) = (plan.target_arn.clone(), plan.input.clone(), plan.message_group_id.clone());
+            let (target, input, group_id) = (
+                plan.target_arn.clone(),
+                plan.input.clone(),
+                plan.message_group_id.clone(),
+            );
             let (dlq, max_age) = (plan.dlq_arn.clone(), plan.max_event_age);
             match self.send(&target, &input, group_id.as_deref()).await {
                 Ok(()) => {
                     info!(group = %group, name = %name, scheduled_time = %due.to_rfc3339(), target = %target, "schedule fired");
-                    fired = Some(Firing { group: group.clone(), name: name.clone(), scheduled: due, target });
+                    fired = Some(Firing {
+                        group: group.clone(),
+                        name: name.clone(),
+                        scheduled: due,
+                        target,
+                    });
                 }
                 Err(e) if now - due < max_age => {
                     self.log_once(format!("send:{group}/{name}@{due}"), || {
@@ -222,18 +276,37 @@ impl SchedulePump {
 
         // Advance past `now`: firings missed while the pump lagged are skipped, not burst.
         let plan = self.tracked.get_mut(key)?.plan.as_mut()?;
-        plan.next = plan.expr.next_after(due.max(now), plan.anchor, plan.tz).filter(|n| plan.end.is_none_or(|e| *n <= e));
+        plan.next = plan
+            .expr
+            .next_after(due.max(now), plan.anchor, plan.tz)
+            .filter(|n| plan.end.is_none_or(|e| *n <= e));
         if plan.next.is_none() && plan.delete_after_completion {
-            match self.scheduler.delete_schedule().group_name(&group).name(&name).send().await {
-                Ok(_) => info!(group = %group, name = %name, "schedule completed and deleted (ActionAfterCompletion=DELETE)"),
-                Err(e) => warn!(group = %group, name = %name, error = %sdk_message(&e), "could not delete the completed schedule"),
+            match self
+                .scheduler
+                .delete_schedule()
+                .group_name(&group)
+                .name(&name)
+                .send()
+                .await
+            {
+                Ok(_) => {
+                    info!(group = %group, name = %name, "schedule completed and deleted (ActionAfterCompletion=DELETE)")
+                }
+                Err(e) => {
+                    warn!(group = %group, name = %name, error = %sdk_message(&e), "could not delete the completed schedule")
+                }
             }
             self.tracked.remove(key);
         }
         fired
     }
 
-    async fn send(&mut self, target_arn: &str, body: &str, message_group_id: Option<&str>) -> Result<()> {
+    async fn send(
+        &mut self,
+        target_arn: &str,
+        body: &str,
+        message_group_id: Option<&str>,
+    ) -> Result<()> {
         let url = match self.queue_urls.get(target_arn) {
             Some(u) => u.clone(),
             None => {
@@ -271,11 +344,21 @@ pub fn sqs_queue_name(arn: &str) -> Result<&str> {
     }
 }
 
-fn plan_from(s: &aws_sdk_scheduler::operation::get_schedule::GetScheduleOutput, now: DateTime<Utc>) -> Result<Plan> {
-    let text = s.schedule_expression().ok_or_else(|| anyhow!("no ScheduleExpression"))?;
+fn plan_from(
+    s: &aws_sdk_scheduler::operation::get_schedule::GetScheduleOutput,
+    now: DateTime<Utc>,
+) -> Result<Plan> {
+    let text = s
+        .schedule_expression()
+        .ok_or_else(|| anyhow!("no ScheduleExpression"))?;
     let expr = ScheduleExpr::parse(text).map_err(|e| anyhow!("expression {text:?}: {e}"))?;
-    let tz_name = s.schedule_expression_timezone().filter(|t| !t.is_empty()).unwrap_or("UTC");
-    let tz: Tz = tz_name.parse().map_err(|_| anyhow!("unknown time zone {tz_name:?}"))?;
+    let tz_name = s
+        .schedule_expression_timezone()
+        .filter(|t| !t.is_empty())
+        .unwrap_or("UTC");
+    let tz: Tz = tz_name
+        .parse()
+        .map_err(|_| anyhow!("unknown time zone {tz_name:?}"))?;
     let target = s.target().ok_or_else(|| anyhow!("no Target"))?;
     sqs_queue_name(target.arn())?;
     let start = s.start_date().and_then(to_chrono);
@@ -289,7 +372,9 @@ fn plan_from(s: &aws_sdk_scheduler::operation::get_schedule::GetScheduleOutput, 
     };
     // First firing: the first one after the anchor, but none older than the catch-up window.
     let from = (anchor - Duration::milliseconds(1)).max(now - Duration::seconds(CATCH_UP));
-    let next = expr.next_after(from, anchor, tz).filter(|n| end.is_none_or(|e| *n <= e));
+    let next = expr
+        .next_after(from, anchor, tz)
+        .filter(|n| end.is_none_or(|e| *n <= e));
     Ok(Plan {
         expr,
         tz,
@@ -299,12 +384,23 @@ fn plan_from(s: &aws_sdk_scheduler::operation::get_schedule::GetScheduleOutput, 
         enabled: s.state() != Some(&ScheduleState::Disabled),
         target_arn: target.arn().to_string(),
         input,
-        message_group_id: target.sqs_parameters().and_then(|p| p.message_group_id()).map(String::from),
-        dlq_arn: target.dead_letter_config().and_then(|d| d.arn()).map(String::from),
+        message_group_id: target
+            .sqs_parameters()
+            .and_then(|p| p.message_group_id())
+            .map(String::from),
+        dlq_arn: target
+            .dead_letter_config()
+            .and_then(|d| d.arn())
+            .map(String::from),
         max_event_age: Duration::seconds(
-            target.retry_policy().and_then(|r| r.maximum_event_age_in_seconds()).map(i64::from).unwrap_or(DEFAULT_MAX_EVENT_AGE_SECS),
+            target
+                .retry_policy()
+                .and_then(|r| r.maximum_event_age_in_seconds())
+                .map(i64::from)
+                .unwrap_or(DEFAULT_MAX_EVENT_AGE_SECS),
         ),
-        delete_after_completion: s.action_after_completion() == Some(&ActionAfterCompletion::Delete),
+        delete_after_completion: s.action_after_completion()
+            == Some(&ActionAfterCompletion::Delete),
         next,
     })
 }
@@ -339,23 +435,44 @@ mod tests {
 
     #[test]
     fn rate_first_fires_one_interval_after_creation() {
-        let p = plan_from(&schedule("rate(1 minute)", "2026-01-01T00:00:10Z"), utc("2026-01-01T00:00:12Z")).unwrap();
+        let p = plan_from(
+            &schedule("rate(1 minute)", "2026-01-01T00:00:10Z"),
+            utc("2026-01-01T00:00:12Z"),
+        )
+        .unwrap();
         assert_eq!(p.next, Some(utc("2026-01-01T00:01:10Z")));
         assert_eq!(p.input, r#"{"kind":"start_run"}"#);
     }
 
     #[test]
     fn at_in_the_recent_past_still_fires_but_old_ones_do_not() {
-        let recent = plan_from(&schedule("at(2026-01-01T00:00:00)", "2025-12-31T23:00:00Z"), utc("2026-01-01T00:00:30Z")).unwrap();
+        let recent = plan_from(
+            &schedule("at(2026-01-01T00:00:00)", "2025-12-31T23:00:00Z"),
+            utc("2026-01-01T00:00:30Z"),
+        )
+        .unwrap();
         assert_eq!(recent.next, Some(utc("2026-01-01T00:00:00Z")));
-        let old = plan_from(&schedule("at(2026-01-01T00:00:00)", "2025-12-31T23:00:00Z"), utc("2026-01-01T02:00:00Z")).unwrap();
+        let old = plan_from(
+            &schedule("at(2026-01-01T00:00:00)", "2025-12-31T23:00:00Z"),
+            utc("2026-01-01T02:00:00Z"),
+        )
+        .unwrap();
         assert_eq!(old.next, None);
     }
 
     #[test]
     fn unparseable_expressions_and_non_sqs_targets_are_rejected() {
-        assert!(plan_from(&schedule("every 5 minutes", "2026-01-01T00:00:00Z"), Utc::now()).is_err());
+        assert!(
+            plan_from(
+                &schedule("every 5 minutes", "2026-01-01T00:00:00Z"),
+                Utc::now()
+            )
+            .is_err()
+        );
         assert!(sqs_queue_name("arn:aws:lambda:us-east-1:123456789012:function:f").is_err());
-        assert_eq!(sqs_queue_name("arn:aws:sqs:us-east-1:123456789012:ferry-SyncQueue").unwrap(), "ferry-SyncQueue");
+        assert_eq!(
+            sqs_queue_name("arn:aws:sqs:us-east-1:123456789012:ferry-SyncQueue").unwrap(),
+            "ferry-SyncQueue"
+        );
     }
 }

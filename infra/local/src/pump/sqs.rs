@@ -28,7 +28,10 @@ use std::time::Duration;
 use anyhow::{Context, Result, anyhow};
 use aws_lambda_events::encodings::Base64Data;
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage, SqsMessageAttribute};
-use aws_sdk_sqs::types::{ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry, Message, MessageSystemAttributeName};
+use aws_sdk_sqs::types::{
+    ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry, Message,
+    MessageSystemAttributeName,
+};
 use tokio::sync::watch;
 use tracing::{debug, error, info, warn};
 
@@ -82,27 +85,44 @@ pub struct Invoker {
 
 impl Invoker {
     pub fn new(watch_url: &str) -> Result<Self> {
-        let base = reqwest::Url::parse(watch_url).with_context(|| format!("FERRY_WATCH_URL {watch_url:?} is not a URL"))?;
-        let http = reqwest::Client::builder().connect_timeout(Duration::from_secs(2)).build()?;
+        let base = reqwest::Url::parse(watch_url)
+            .with_context(|| format!("FERRY_WATCH_URL {watch_url:?} is not a URL"))?;
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(2))
+            .build()?;
         Ok(Invoker { http, base })
     }
 
     pub fn url_for(&self, function: &str) -> Result<reqwest::Url> {
-        Ok(self.base.join(&format!("/2015-03-31/functions/{function}/invocations"))?)
+        Ok(self
+            .base
+            .join(&format!("/2015-03-31/functions/{function}/invocations"))?)
     }
 
     /// Whether something accepts connections at the watch address (a cheap check before receiving, so
     /// messages are not taken off the queue while nothing could run them).
     pub async fn reachable(&self) -> bool {
-        let (Some(host), Some(port)) = (self.base.host_str(), self.base.port_or_known_default()) else { return false };
+        let (Some(host), Some(port)) = (self.base.host_str(), self.base.port_or_known_default())
+        else {
+            return false;
+        };
         let host = host.trim_start_matches('[').trim_end_matches(']');
         matches!(
-            tokio::time::timeout(Duration::from_secs(1), tokio::net::TcpStream::connect((host, port))).await,
+            tokio::time::timeout(
+                Duration::from_secs(1),
+                tokio::net::TcpStream::connect((host, port))
+            )
+            .await,
             Ok(Ok(_))
         )
     }
 
-    pub async fn invoke(&self, function: &str, payload: Vec<u8>, timeout: Duration) -> InvokeOutcome {
+    pub async fn invoke(
+        &self,
+        function: &str,
+        payload: Vec<u8>,
+        timeout: Duration,
+    ) -> InvokeOutcome {
         let url = match self.url_for(function) {
             Ok(u) => u,
             Err(e) => return InvokeOutcome::Unavailable(format!("bad invoke URL: {e}")),
@@ -121,11 +141,19 @@ impl Invoker {
             Err(e) => return InvokeOutcome::Unavailable(error_chain(&e)),
         };
         let status = resp.status();
-        let function_error = resp.headers().get("x-amz-function-error").map(|v| v.to_str().unwrap_or("Unhandled").to_string());
+        let function_error = resp
+            .headers()
+            .get("x-amz-function-error")
+            .map(|v| v.to_str().unwrap_or("Unhandled").to_string());
         let body = match resp.bytes().await {
             Ok(b) => b.to_vec(),
             Err(e) if e.is_timeout() => return InvokeOutcome::TimedOut,
-            Err(e) => return InvokeOutcome::Unavailable(format!("reading the response: {}", error_chain(&e))),
+            Err(e) => {
+                return InvokeOutcome::Unavailable(format!(
+                    "reading the response: {}",
+                    error_chain(&e)
+                ));
+            }
         };
         classify(status.as_u16(), function_error, body)
     }
@@ -150,17 +178,32 @@ pub fn classify(status: u16, function_error: Option<String>, body: Vec<u8>) -> I
             None => InvokeOutcome::Returned(body),
         },
         500 => InvokeOutcome::FunctionError(error_summary(&body)),
-        404 => InvokeOutcome::Unavailable(format!("404 from cargo lambda watch: {}", error_summary(&body))),
-        429 | 501..=599 => InvokeOutcome::Unavailable(format!("{status} from cargo lambda watch: {}", error_summary(&body))),
-        _ => InvokeOutcome::FunctionError(format!("invocation rejected with {status}: {}", error_summary(&body))),
+        404 => InvokeOutcome::Unavailable(format!(
+            "404 from cargo lambda watch: {}",
+            error_summary(&body)
+        )),
+        429 | 501..=599 => InvokeOutcome::Unavailable(format!(
+            "{status} from cargo lambda watch: {}",
+            error_summary(&body)
+        )),
+        _ => InvokeOutcome::FunctionError(format!(
+            "invocation rejected with {status}: {}",
+            error_summary(&body)
+        )),
     }
 }
 
 /// `errorType: errorMessage` of a Lambda error body, or its first 200 characters.
 fn error_summary(body: &[u8]) -> String {
     if let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) {
-        let t = v.get("errorType").or_else(|| v.get("title")).and_then(|x| x.as_str());
-        let m = v.get("errorMessage").or_else(|| v.get("detail")).and_then(|x| x.as_str());
+        let t = v
+            .get("errorType")
+            .or_else(|| v.get("title"))
+            .and_then(|x| x.as_str());
+        let m = v
+            .get("errorMessage")
+            .or_else(|| v.get("detail"))
+            .and_then(|x| x.as_str());
         if t.is_some() || m.is_some() {
             return format!("{}: {}", t.unwrap_or("Error"), m.unwrap_or(""));
         }
@@ -186,7 +229,11 @@ pub enum BatchResult {
 /// Reads a function's response. Without ReportBatchItemFailures any return is a success. With it, an
 /// empty or null response or an empty `batchItemFailures` is a success; invalid JSON, or an item
 /// identifier that is missing, empty or not in the batch, fails the whole batch.
-pub fn batch_result(body: &[u8], batch_ids: &[String], report_batch_item_failures: bool) -> BatchResult {
+pub fn batch_result(
+    body: &[u8],
+    batch_ids: &[String],
+    report_batch_item_failures: bool,
+) -> BatchResult {
     if !report_batch_item_failures {
         return BatchResult::AllSucceeded;
     }
@@ -208,7 +255,9 @@ pub fn batch_result(body: &[u8], batch_ids: &[String], report_batch_item_failure
         _ => return BatchResult::AllFailed("response is not an SqsBatchResponse object".into()),
     };
     if serde_json::from_value::<SqsBatchResponse>(value.clone()).is_err() {
-        return BatchResult::AllFailed("batchItemFailures items must be {\"itemIdentifier\": id}".into());
+        return BatchResult::AllFailed(
+            "batchItemFailures items must be {\"itemIdentifier\": id}".into(),
+        );
     }
     let mut failed = BTreeSet::new();
     for item in failures {
@@ -219,7 +268,11 @@ pub fn batch_result(body: &[u8], batch_ids: &[String], report_batch_item_failure
             other => return BatchResult::AllFailed(format!("invalid itemIdentifier {other:?}")),
         }
     }
-    if failed.is_empty() { BatchResult::AllSucceeded } else { BatchResult::Failed(failed) }
+    if failed.is_empty() {
+        BatchResult::AllSucceeded
+    } else {
+        BatchResult::Failed(failed)
+    }
 }
 
 /// The SQS event Lambda would send for these messages.
@@ -236,7 +289,11 @@ pub fn sqs_event(source: &SqsSource, messages: &[Message], region: &str) -> SqsE
             r.md5_of_message_attributes = m.md5_of_message_attributes().map(String::from);
             r.attributes = m
                 .attributes()
-                .map(|a| a.iter().map(|(k, v)| (k.as_str().to_string(), v.clone())).collect())
+                .map(|a| {
+                    a.iter()
+                        .map(|(k, v)| (k.as_str().to_string(), v.clone()))
+                        .collect()
+                })
                 .unwrap_or_default();
             r.message_attributes = m
                 .message_attributes()
@@ -248,7 +305,11 @@ pub fn sqs_event(source: &SqsSource, messages: &[Message], region: &str) -> SqsE
                             a.string_value = v.string_value().map(String::from);
                             a.binary_value = v.binary_value().map(|b| base64_data(b.as_ref()));
                             a.string_list_values = v.string_list_values().to_vec();
-                            a.binary_list_values = v.binary_list_values().iter().map(|b| base64_data(b.as_ref())).collect();
+                            a.binary_list_values = v
+                                .binary_list_values()
+                                .iter()
+                                .map(|b| base64_data(b.as_ref()))
+                                .collect();
                             a.data_type = Some(v.data_type().to_string());
                             (k.clone(), a)
                         })
@@ -339,7 +400,16 @@ pub async fn run_source(
             change_visibility(&sqs, &source, &messages, 0).await;
             break;
         }
-        process_batch(&source, &sqs, &invoker, &settings, messages, &mut warm, &mut shutdown).await;
+        process_batch(
+            &source,
+            &sqs,
+            &invoker,
+            &settings,
+            messages,
+            &mut warm,
+            &mut shutdown,
+        )
+        .await;
     }
     info!(function = %source.function, queue = %source.queue_arn, "sqs event source stopped");
 }
@@ -354,7 +424,10 @@ pub async fn process_batch(
     warm: &mut bool,
     shutdown: &mut watch::Receiver<bool>,
 ) {
-    let ids: Vec<String> = messages.iter().map(|m| m.message_id().unwrap_or_default().to_string()).collect();
+    let ids: Vec<String> = messages
+        .iter()
+        .map(|m| m.message_id().unwrap_or_default().to_string())
+        .collect();
     for m in &messages {
         debug!(function = %source.function, message_id = m.message_id().unwrap_or_default(), body = %truncate(m.body().unwrap_or_default(), 200), "received");
     }
@@ -371,7 +444,9 @@ pub async fn process_batch(
     let result = loop {
         attempt += 1;
         let started = std::time::Instant::now();
-        let outcome = invoker.invoke(&source.function, payload.clone(), source.invoke_timeout).await;
+        let outcome = invoker
+            .invoke(&source.function, payload.clone(), source.invoke_timeout)
+            .await;
         let elapsed_ms = started.elapsed().as_millis() as u64;
         match outcome {
             InvokeOutcome::Returned(body) => {
@@ -411,7 +486,9 @@ pub async fn process_batch(
     let (succeeded, failed): (Vec<&Message>, Vec<&Message>) = match &result {
         BatchResult::AllSucceeded => (messages.iter().collect(), Vec::new()),
         BatchResult::AllFailed(_) => (Vec::new(), messages.iter().collect()),
-        BatchResult::Failed(ids) => messages.iter().partition(|m| !ids.contains(m.message_id().unwrap_or_default())),
+        BatchResult::Failed(ids) => messages
+            .iter()
+            .partition(|m| !ids.contains(m.message_id().unwrap_or_default())),
     };
     delete(sqs, source, &succeeded).await;
     if !failed.is_empty() {
@@ -426,24 +503,41 @@ async fn delete(sqs: &aws_sdk_sqs::Client, source: &SqsSource, messages: &[&Mess
             .iter()
             .enumerate()
             .filter_map(|(i, m)| {
-                DeleteMessageBatchRequestEntry::builder().id(i.to_string()).receipt_handle(m.receipt_handle()?).build().ok()
+                DeleteMessageBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .receipt_handle(m.receipt_handle()?)
+                    .build()
+                    .ok()
             })
             .collect();
         if entries.is_empty() {
             continue;
         }
-        match sqs.delete_message_batch().queue_url(&source.queue_url).set_entries(Some(entries)).send().await {
+        match sqs
+            .delete_message_batch()
+            .queue_url(&source.queue_url)
+            .set_entries(Some(entries))
+            .send()
+            .await
+        {
             Ok(out) => {
                 for f in out.failed() {
                     warn!(function = %source.function, entry = f.id(), code = f.code(), error = f.message().unwrap_or_default(), "DeleteMessageBatch entry failed; the message will be redelivered");
                 }
             }
-            Err(e) => warn!(function = %source.function, error = %sdk_message(&e), "DeleteMessageBatch failed; the messages will be redelivered"),
+            Err(e) => {
+                warn!(function = %source.function, error = %sdk_message(&e), "DeleteMessageBatch failed; the messages will be redelivered")
+            }
         }
     }
 }
 
-async fn change_visibility(sqs: &aws_sdk_sqs::Client, source: &SqsSource, messages: &[Message], seconds: i32) {
+async fn change_visibility(
+    sqs: &aws_sdk_sqs::Client,
+    source: &SqsSource,
+    messages: &[Message],
+    seconds: i32,
+) {
     for chunk in messages.chunks(10) {
         let entries: Vec<_> = chunk
             .iter()
@@ -460,13 +554,21 @@ async fn change_visibility(sqs: &aws_sdk_sqs::Client, source: &SqsSource, messag
         if entries.is_empty() {
             continue;
         }
-        match sqs.change_message_visibility_batch().queue_url(&source.queue_url).set_entries(Some(entries)).send().await {
+        match sqs
+            .change_message_visibility_batch()
+            .queue_url(&source.queue_url)
+            .set_entries(Some(entries))
+            .send()
+            .await
+        {
             Ok(out) => {
                 for f in out.failed() {
                     warn!(function = %source.function, entry = f.id(), code = f.code(), error = f.message().unwrap_or_default(), "ChangeMessageVisibility entry failed");
                 }
             }
-            Err(e) => warn!(function = %source.function, error = %sdk_message(&e), "ChangeMessageVisibilityBatch failed"),
+            Err(e) => {
+                warn!(function = %source.function, error = %sdk_message(&e), "ChangeMessageVisibilityBatch failed")
+            }
         }
     }
 }
@@ -502,23 +604,58 @@ mod tests {
         assert_eq!(r("null"), BatchResult::AllSucceeded);
         assert_eq!(r("{}"), BatchResult::AllSucceeded);
         assert_eq!(r(r#"{"batchItemFailures":[]}"#), BatchResult::AllSucceeded);
-        assert_eq!(r(r#"{"batchItemFailures":[{"itemIdentifier":"b"}]}"#), BatchResult::Failed(["b".to_string()].into()));
-        assert!(matches!(r(r#"{"batchItemFailures":[{"itemIdentifier":"zzz"}]}"#), BatchResult::AllFailed(_)));
-        assert!(matches!(r(r#"{"batchItemFailures":[{"itemIdentifier":""}]}"#), BatchResult::AllFailed(_)));
-        assert!(matches!(r(r#"{"batchItemFailures":[{"id":"a"}]}"#), BatchResult::AllFailed(_)));
+        assert_eq!(
+            r(r#"{"batchItemFailures":[{"itemIdentifier":"b"}]}"#),
+            BatchResult::Failed(["b".to_string()].into())
+        );
+        assert!(matches!(
+            r(r#"{"batchItemFailures":[{"itemIdentifier":"zzz"}]}"#),
+            BatchResult::AllFailed(_)
+        ));
+        assert!(matches!(
+            r(r#"{"batchItemFailures":[{"itemIdentifier":""}]}"#),
+            BatchResult::AllFailed(_)
+        ));
+        assert!(matches!(
+            r(r#"{"batchItemFailures":[{"id":"a"}]}"#),
+            BatchResult::AllFailed(_)
+        ));
         assert!(matches!(r("not json"), BatchResult::AllFailed(_)));
         // Without ReportBatchItemFailures a returned function succeeded whatever it returned.
-        assert_eq!(batch_result(br#"{"batchItemFailures":[{"itemIdentifier":"a"}]}"#, &ids(), false), BatchResult::AllSucceeded);
+        assert_eq!(
+            batch_result(
+                br#"{"batchItemFailures":[{"itemIdentifier":"a"}]}"#,
+                &ids(),
+                false
+            ),
+            BatchResult::AllSucceeded
+        );
     }
 
     #[test]
     fn watch_responses_map_to_outcomes() {
-        assert_eq!(classify(200, None, b"{}".to_vec()), InvokeOutcome::Returned(b"{}".to_vec()));
-        let err = br#"{"errorType":"&alloc::boxed::Box<dyn core::error::Error>","errorMessage":"boom"}"#.to_vec();
-        assert!(matches!(classify(500, None, err.clone()), InvokeOutcome::FunctionError(m) if m.contains("boom")));
-        assert!(matches!(classify(200, Some("Unhandled".into()), err), InvokeOutcome::FunctionError(_)));
-        assert!(matches!(classify(404, None, br#"{"title":"Missing function"}"#.to_vec()), InvokeOutcome::Unavailable(_)));
-        assert!(matches!(classify(502, None, Vec::new()), InvokeOutcome::Unavailable(_)));
+        assert_eq!(
+            classify(200, None, b"{}".to_vec()),
+            InvokeOutcome::Returned(b"{}".to_vec())
+        );
+        let err =
+            br#"{"errorType":"&alloc::boxed::Box<dyn core::error::Error>","errorMessage":"boom"}"#
+                .to_vec();
+        assert!(
+            matches!(classify(500, None, err.clone()), InvokeOutcome::FunctionError(m) if m.contains("boom"))
+        );
+        assert!(matches!(
+            classify(200, Some("Unhandled".into()), err),
+            InvokeOutcome::FunctionError(_)
+        ));
+        assert!(matches!(
+            classify(404, None, br#"{"title":"Missing function"}"#.to_vec()),
+            InvokeOutcome::Unavailable(_)
+        ));
+        assert!(matches!(
+            classify(502, None, Vec::new()),
+            InvokeOutcome::Unavailable(_)
+        ));
     }
 
     #[test]
@@ -539,7 +676,11 @@ mod tests {
             .attributes(MessageSystemAttributeName::ApproximateReceiveCount, "1")
             .message_attributes(
                 "trace",
-                aws_sdk_sqs::types::MessageAttributeValue::builder().data_type("String").string_value("t").build().unwrap(),
+                aws_sdk_sqs::types::MessageAttributeValue::builder()
+                    .data_type("String")
+                    .string_value("t")
+                    .build()
+                    .unwrap(),
             )
             .build();
         let v = serde_json::to_value(sqs_event(&source, &[m], "us-east-1")).unwrap();

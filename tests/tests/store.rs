@@ -1,0 +1,153 @@
+//! The DynamoDB store against DynamoDB Local: versioned conditional writes and pure transitions.
+
+use ferry_shared::domain::Conflict;
+use ferry_shared::keys::Key;
+use ferry_shared::store::{Meta, StoreError};
+use ferry_tests::store;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+struct Slot {
+    holder: Option<String>,
+    count: u32,
+}
+
+fn claim(who: &'static str) -> impl Fn(Slot) -> Result<Slot, Conflict> {
+    move |s: Slot| match &s.holder {
+        Some(h) => Err(Conflict(format!("held by {h}"))),
+        None => Ok(Slot {
+            holder: Some(who.into()),
+            count: s.count + 1,
+        }),
+    }
+}
+
+#[tokio::test]
+async fn two_concurrent_conflicting_transitions_exactly_one_wins() {
+    let store = store().await;
+    for round in 0..10 {
+        let key = Key::task(&format!("race-{}-{round}", uuid::Uuid::new_v4()));
+        store
+            .create(
+                &key,
+                &Meta::default(),
+                &Slot {
+                    holder: None,
+                    count: 0,
+                },
+            )
+            .await
+            .unwrap();
+        let (a, b) = tokio::join!(
+            store.transition(&key, |_: &Slot| Meta::default(), claim("a")),
+            store.transition(&key, |_: &Slot| Meta::default(), claim("b")),
+        );
+        let wins = [a.is_ok(), b.is_ok()].iter().filter(|w| **w).count();
+        assert_eq!(wins, 1, "round {round}: {a:?} / {b:?}");
+        let loser = if a.is_ok() { b } else { a };
+        assert!(matches!(loser, Err(StoreError::Conflict(_))), "{loser:?}");
+        let final_state = store.get::<Slot>(&key).await.unwrap().unwrap();
+        assert_eq!(final_state.value.count, 1);
+        assert_eq!(final_state.version, 2);
+    }
+}
+
+#[tokio::test]
+async fn non_conflicting_concurrent_updates_are_all_applied() {
+    let store = store().await;
+    let key = Key::task(&format!("count-{}", uuid::Uuid::new_v4()));
+    store
+        .create(
+            &key,
+            &Meta::default(),
+            &Slot {
+                holder: None,
+                count: 0,
+            },
+        )
+        .await
+        .unwrap();
+    let bump = |s: Slot| {
+        Ok::<_, Conflict>(Slot {
+            count: s.count + 1,
+            ..s
+        })
+    };
+    let futs = (0..6).map(|_| store.transition(&key, |_: &Slot| Meta::default(), bump));
+    for r in futures::future::join_all(futs).await {
+        r.unwrap();
+    }
+    assert_eq!(
+        store.get::<Slot>(&key).await.unwrap().unwrap().value.count,
+        6
+    );
+}
+
+#[tokio::test]
+async fn create_refuses_an_existing_key_and_delete_reports_absence() {
+    let store = store().await;
+    let key = Key::task(&format!("once-{}", uuid::Uuid::new_v4()));
+    let v = Slot {
+        holder: None,
+        count: 0,
+    };
+    store.create(&key, &Meta::default(), &v).await.unwrap();
+    assert!(matches!(
+        store.create(&key, &Meta::default(), &v).await,
+        Err(StoreError::Exists)
+    ));
+    assert!(store.delete(&key).await.unwrap());
+    assert!(!store.delete(&key).await.unwrap());
+    assert!(matches!(
+        store
+            .transition(&key, |_: &Slot| Meta::default(), claim("a"))
+            .await,
+        Err(StoreError::NotFound)
+    ));
+}
+
+#[tokio::test]
+async fn listings_paginate_with_opaque_cursors_and_reject_forged_ones() {
+    use ferry_shared::keys::{IndexKey, Listing};
+    let store = store().await;
+    let owner = format!("owner-{}", uuid::Uuid::new_v4().simple());
+    for i in 0..7 {
+        let id = format!("t{i}");
+        let meta: Meta =
+            IndexKey::task(&owner, &format!("2026-01-0{}T00:00:00Z", i + 1), &id).into();
+        store
+            .create(
+                &Key::task(&format!("{owner}-{id}")),
+                &meta,
+                &Slot {
+                    holder: Some(id),
+                    count: i,
+                },
+            )
+            .await
+            .unwrap();
+    }
+    let mut seen = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = store
+            .list::<Slot>(&Listing::tasks_of(&owner), 3, cursor.as_deref(), true)
+            .await
+            .unwrap();
+        seen.extend(page.items.into_iter().map(|s| s.count));
+        match page.cursor {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    assert_eq!(seen, vec![6, 5, 4, 3, 2, 1, 0]);
+    let forged = store
+        .list::<Slot>(
+            &Listing::tasks_of(&owner),
+            3,
+            Some("bm90LWEtY3Vyc29y"),
+            true,
+        )
+        .await;
+    assert!(matches!(forged, Err(StoreError::BadCursor)));
+}
