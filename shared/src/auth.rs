@@ -242,6 +242,18 @@ pub fn basic_credentials(value: &str) -> Option<(String, String)> {
     Some((user.to_string(), pass.to_string()))
 }
 
+/// What every HTTP function builds at start-up: the store and the token verifier.
+pub async fn http_base(
+    aws: &aws_config::SdkConfig,
+    table: String,
+    jwt_secret_arn: &str,
+) -> anyhow::Result<(Store, Arc<Tokens>)> {
+    let store = Store::new(aws_sdk_dynamodb::Client::new(aws), table);
+    let tokens =
+        Tokens::from_secret(&aws_sdk_secretsmanager::Client::new(aws), jwt_secret_arn).await?;
+    Ok((store, Arc::new(tokens)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -319,16 +331,4 @@ mod tests {
         );
         assert_eq!(basic_credentials("Bearer x"), None);
     }
-}
-
-/// What every HTTP function builds at start-up: the store and the token verifier.
-pub async fn http_base(
-    aws: &aws_config::SdkConfig,
-    table: String,
-    jwt_secret_arn: &str,
-) -> anyhow::Result<(Store, Arc<Tokens>)> {
-    let store = Store::new(aws_sdk_dynamodb::Client::new(aws), table);
-    let tokens =
-        Tokens::from_secret(&aws_sdk_secretsmanager::Client::new(aws), jwt_secret_arn).await?;
-    Ok((store, Arc::new(tokens)))
 }
