@@ -19,8 +19,14 @@ esac
 
 # AWS SDKs and CLIs: moto for everything except DynamoDB, which is DynamoDB Local. Dummy credentials;
 # no instance-metadata lookups (they would only time out here).
-export AWS_ENDPOINT_URL=http://127.0.0.1:4566
-export AWS_ENDPOINT_URL_DYNAMODB=http://127.0.0.1:8000
+# Ports can be moved to run a second stack beside the first (e.g. `make test` while `make dev` runs).
+export FERRY_DYNAMODB_PORT="${FERRY_DYNAMODB_PORT:-8000}"
+export FERRY_MOTO_PORT="${FERRY_MOTO_PORT:-4566}"
+export FERRY_MARIADB_PORT="${FERRY_MARIADB_PORT:-3306}"
+export FERRY_FERRETDB_PORT="${FERRY_FERRETDB_PORT:-27017}"
+export FERRY_WATCH_PORT="${FERRY_WATCH_PORT:-9000}"
+export AWS_ENDPOINT_URL="http://127.0.0.1:$FERRY_MOTO_PORT"
+export AWS_ENDPOINT_URL_DYNAMODB="http://127.0.0.1:$FERRY_DYNAMODB_PORT"
 export AWS_REGION=us-east-1
 export AWS_DEFAULT_REGION=us-east-1
 export AWS_ACCESS_KEY_ID=test
@@ -29,14 +35,14 @@ export AWS_EC2_METADATA_DISABLED=true
 
 # Local MariaDB (stands in for MySQL) and FerretDB (stands in for MongoDB).
 export FERRY_MYSQL_PASSWORD="${FERRY_MYSQL_PASSWORD:-ferry-local-password}"
-export FERRY_MYSQL_URL="mysql://ferry:${FERRY_MYSQL_PASSWORD}@127.0.0.1:3306/ferry"
+export FERRY_MYSQL_URL="mysql://ferry:${FERRY_MYSQL_PASSWORD}@127.0.0.1:$FERRY_MARIADB_PORT/ferry"
 export FERRY_MYSQL_SOCKET="$FERRY_STATE_DIR/run/mysqld.sock"
-export FERRY_MONGO_URL=mongodb://127.0.0.1:27017/
+export FERRY_MONGO_URL="mongodb://127.0.0.1:$FERRY_FERRETDB_PORT/"
 
 # cargo lambda watch: the functions' HTTP routes and the Lambda Invoke API.
-export FERRY_WATCH_URL=http://127.0.0.1:9000
+export FERRY_WATCH_URL="http://127.0.0.1:$FERRY_WATCH_PORT"
 
 export SAM_CLI_TELEMETRY=0
 # The default target dir, made explicit so every tool agrees on where target/debug/ferry-local is.
 # Don't keep it exported around `sam build` (SAM sets its own CARGO_TARGET_DIR inside CodeUri).
-export CARGO_TARGET_DIR="$FERRY_ROOT/target"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$FERRY_ROOT/target}"

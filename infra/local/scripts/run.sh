@@ -22,7 +22,7 @@ cd "$FERRY_ROOT"
 
 # FERRY_LOCAL overrides the binary (e.g. a release build, or a stub when testing these scripts).
 FERRY_LOCAL="${FERRY_LOCAL:-$CARGO_TARGET_DIR/debug/ferry-local}"
-WATCH_PORT=9000
+WATCH_PORT="$FERRY_WATCH_PORT"
 : "${FERRY_WATCH_TIMEOUT:=300}"
 RUN_T0=$SECONDS
 

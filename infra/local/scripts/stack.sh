@@ -195,9 +195,9 @@ stop_service() {
 # Each service has: <svc>_port, <svc>_ready (a quick "answers" check), <svc>_launch (wipe data, spawn),
 # <svc>_await (wait until ready, plus any setup).
 
-dynamodb_port() { echo 8000; }
+dynamodb_port() { echo "$FERRY_DYNAMODB_PORT"; }
 dynamodb_ready() {
-  http_answers http://127.0.0.1:8000/ '{}' \
+  http_answers "http://127.0.0.1:$FERRY_DYNAMODB_PORT/" '{}' \
     'X-Amz-Target: DynamoDB_20120810.ListTables' 'Content-Type: application/x-amz-json-1.0'
 }
 dynamodb_launch() {
@@ -211,27 +211,27 @@ dynamodb_launch() {
   spawn dynamodb -C "$data" java -Xmx1g -XX:+UseSerialGC \
     -Djava.library.path="$DYNAMODB_LOCAL_DIR/lib" -cp "$DYNAMODB_LOCAL_DIR/lib/*" \
     software.amazon.dynamodb.services.local.main.ServerRunner \
-    -inMemory -sharedDb -disableTelemetry -port 8000
+    -inMemory -sharedDb -disableTelemetry -port "$FERRY_DYNAMODB_PORT"
 }
 dynamodb_await() { wait_ready dynamodb "$FERRY_START_TIMEOUT" dynamodb_ready; }
 
-moto_port() { echo 4566; }
-moto_ready() { http_answers http://127.0.0.1:4566/moto-api/; }
+moto_port() { echo "$FERRY_MOTO_PORT"; }
+moto_ready() { http_answers "http://127.0.0.1:$FERRY_MOTO_PORT/moto-api/"; }
 moto_launch() {
   [ -x "$FERRY_CACHE/bin/moto_server" ] || die "moto: $FERRY_CACHE/bin/moto_server is missing: run install.sh"
   local data="$FERRY_STATE_DIR/data/moto"
   rm -rf "$data" && mkdir -p "$data"
-  spawn moto -C "$data" "$FERRY_CACHE/bin/moto_server" -H 127.0.0.1 -p 4566
+  spawn moto -C "$data" "$FERRY_CACHE/bin/moto_server" -H 127.0.0.1 -p "$FERRY_MOTO_PORT"
 }
 moto_await() { wait_ready moto "$FERRY_START_TIMEOUT" moto_ready; }
 
 # MariaDB runs as the mysql user when we are root (mariadbd refuses root), else as ourselves.
 mariadb_os_user() { if [ "$(id -u)" = 0 ]; then echo mysql; else id -un; fi; }
 mariadb_socket() { printf '%s' "$FERRY_STATE_DIR/run/mysqld.sock"; }
-mariadb_port() { echo 3306; }
+mariadb_port() { echo "$FERRY_MARIADB_PORT"; }
 mariadb_ready() {
   MYSQL_PWD="$FERRY_MYSQL_PASSWORD" mariadb --no-defaults --connect-timeout=3 \
-    -h127.0.0.1 -P3306 -uferry -e 'select 1'
+    -h127.0.0.1 -P"$FERRY_MARIADB_PORT" -uferry -e 'select 1'
 }
 mariadb_launch() {
   command -v mariadbd >/dev/null || die "mariadb: mariadbd is not installed: run install.sh"
@@ -255,7 +255,7 @@ mariadb_launch() {
   # --no-defaults: ignore /etc/mysql, so the Debian config (datadir, socket, log paths) cannot interfere.
   spawn mariadb -C "$data" mariadbd --no-defaults --user="$user" --datadir="$data" \
     --socket="$run/mysqld.sock" --pid-file="$run/mariadbd.pid" \
-    --bind-address=127.0.0.1 --port=3306 --skip-name-resolve \
+    --bind-address=127.0.0.1 --port="$FERRY_MARIADB_PORT" --skip-name-resolve \
     --character-set-server=utf8mb4 --collation-server=utf8mb4_unicode_ci \
     --local-infile=1 --max-allowed-packet=64M --innodb-flush-log-at-trx-commit=2
 }
@@ -284,9 +284,9 @@ SQL
   wait_ready mariadb "$FERRY_START_TIMEOUT" mariadb_ready
 }
 
-ferretdb_port() { echo 27017; }
+ferretdb_port() { echo "$FERRY_FERRETDB_PORT"; }
 ferretdb_ready() {
-  tcp_open 27017 || return 1
+  tcp_open "$FERRY_FERRETDB_PORT" || return 1
   "$(probe_python)" -c '
 import sys, pymongo
 c = pymongo.MongoClient(sys.argv[1], serverSelectionTimeoutMS=2000, connectTimeoutMS=2000)
@@ -298,7 +298,7 @@ ferretdb_launch() {
   rm -rf "$data" && mkdir -p "$data/sqlite" "$data/state"
   # --debug-addr=-: no debug/metrics HTTP listener.
   spawn ferretdb -C "$data" "$FERRY_CACHE/bin/ferretdb" --handler=sqlite --sqlite-url="file:$data/sqlite/" \
-    --listen-addr=127.0.0.1:27017 --debug-addr=- --state-dir="$data/state" --telemetry=disable \
+    --listen-addr="127.0.0.1:$FERRY_FERRETDB_PORT" --debug-addr=- --state-dir="$data/state" --telemetry=disable \
     --log-level=info
 }
 ferretdb_await() { wait_ready ferretdb "$FERRY_START_TIMEOUT" ferretdb_ready; }

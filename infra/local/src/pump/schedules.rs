@@ -107,7 +107,11 @@ impl SchedulePump {
 
     /// Runs ticks every `interval` until shutdown.
     pub async fn run(mut self, interval: std::time::Duration, mut shutdown: watch::Receiver<bool>) {
-        info!(groups = ?self.filter.0, "schedule pump started");
+        let groups = match &self.filter.0 {
+            None => "all".to_string(),
+            Some(g) => g.iter().cloned().collect::<Vec<_>>().join(","),
+        };
+        info!(groups = %groups, "schedule pump started");
         loop {
             if *shutdown.borrow() {
                 break;
@@ -218,7 +222,7 @@ impl SchedulePump {
         match plan_from(&out, now) {
             Ok(plan) => {
                 info!(group, name, expression = out.schedule_expression().unwrap_or_default(),
-                    next = ?plan.next.map(|n| n.to_rfc3339()), target = %plan.target_arn, "schedule tracked");
+                    next = %plan.next.map(|n| n.to_rfc3339()).unwrap_or_else(|| "none".into()), target_arn = %plan.target_arn, "schedule tracked");
                 Some(Some(plan))
             }
             Err(e) => {
@@ -249,7 +253,7 @@ impl SchedulePump {
             let (dlq, max_age) = (plan.dlq_arn.clone(), plan.max_event_age);
             match self.send(&target, &input, group_id.as_deref()).await {
                 Ok(()) => {
-                    info!(group = %group, name = %name, scheduled_time = %due.to_rfc3339(), target = %target, "schedule fired");
+                    info!(group = %group, name = %name, scheduled_time = %due.to_rfc3339(), target_arn = %target, "schedule fired");
                     fired = Some(Firing {
                         group: group.clone(),
                         name: name.clone(),
