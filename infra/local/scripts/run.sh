@@ -130,7 +130,27 @@ down_on_exit() {
   trap '' INT TERM
   [ -n "${TAIL_PID:-}" ] && kill "$TAIL_PID" 2>/dev/null
   cmd_down || rc=1
+  [ -n "${TEST_LOG:-}" ] && print_test_summary "$TEST_LOG"
   exit "$rc"
+}
+
+# print_test_summary LOG: one closing line adding up every cargo test binary's result, so the outcome of
+# the whole suite is readable at the very end of the output, after the stack has stopped.
+print_test_summary() {
+  [ -f "$1" ] || return 0
+  awk '/^test result: / {
+         for (i = 1; i <= NF; i++) {
+           if ($(i+1) ~ /^passed/) p += $i
+           if ($(i+1) ~ /^failed/) f += $i
+           if ($(i+1) ~ /^ignored/) s += $i
+         }
+       }
+       END { printf "ferry: %d passed, %d failed, %d skipped\n", p, f, s }' "$1"
+}
+
+run_tests() {
+  set -o pipefail
+  cargo test --workspace --no-fail-fast -- --test-threads=4 2>&1 | tee "$TEST_LOG"
 }
 arm_down_on_exit() {
   trap down_on_exit EXIT
@@ -205,7 +225,10 @@ cmd_test() {
   step "ferry-local routes --check" "$FERRY_LOCAL" routes --check
   step "cfn-lint" "$FERRY_CACHE/bin/cfn-lint" infra/template.yaml
   step "sam validate --lint" "$FERRY_CACHE/bin/sam" validate --lint --template-file infra/template.yaml
-  step "cargo test" cargo test --workspace -- --test-threads=4
+  TEST_LOG="$FERRY_STATE_DIR/logs/cargo-test.log"
+  mkdir -p "$(dirname "$TEST_LOG")"
+  : >"$TEST_LOG"
+  step "cargo test" run_tests
   printf '==> all tests passed in %s s\n' "$((SECONDS - RUN_T0))"
 }
 

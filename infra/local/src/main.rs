@@ -31,6 +31,20 @@ enum Command {
     Routes(RoutesArgs),
     /// Feed SQS messages to the functions through cargo lambda watch and fire stored schedules.
     Pump(PumpArgs),
+    /// Create a user, or reset its password and roles, in the provisioned table.
+    CreateUser(CreateUserArgs),
+}
+
+#[derive(Args)]
+struct CreateUserArgs {
+    /// The user name.
+    name: String,
+    /// A file whose first line is the password (kept out of argv and shell history).
+    #[arg(long)]
+    password_file: PathBuf,
+    /// Roles to grant (repeatable; default: admin).
+    #[arg(long = "role", default_values_t = ["admin".to_string()])]
+    roles: Vec<String>,
 }
 
 #[derive(Args)]
@@ -130,6 +144,28 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 let _ = tx.send(true);
             });
             pump::run(&template, &st, &clients, &settings, groups, rx).await?;
+        }
+        Command::CreateUser(args) => {
+            let st = state::State::load(&state::state_dir())?;
+            // The table is whatever the login function is given, so users land where /login looks.
+            let fn_env = env::function_env_with(&template, &st, "api-jobs")?;
+            let table = fn_env
+                .get("TABLE_NAME")
+                .context("api-jobs has no TABLE_NAME in the template")?;
+            let password = std::fs::read_to_string(&args.password_file)
+                .with_context(|| format!("reading {}", args.password_file.display()))?;
+            let password = password.lines().next().unwrap_or("").to_string();
+            let aws = ferry_shared::aws::load().await;
+            let store =
+                ferry_shared::store::Store::new(aws_sdk_dynamodb::Client::new(&aws), table.clone());
+            ferry_shared::auth::put_user(&store, &args.name, &password, args.roles.clone(), true)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            println!(
+                "user {} ready (roles: {})",
+                args.name,
+                args.roles.join(", ")
+            );
         }
     }
     Ok(ExitCode::SUCCESS)
