@@ -2,7 +2,7 @@
 # see its header (and docs ARCHITECTURE.md §7) for what each step does.
 RUN := infra/local/scripts/run.sh
 
-.PHONY: dev test up down install check status
+.PHONY: dev test up down install check status bench-events
 
 ## dev: start the local stack + functions, create an admin user, follow logs (Ctrl-C stops everything)
 dev:
@@ -31,3 +31,10 @@ check:
 ## status: what is running
 status:
 	$(RUN) status
+
+## bench-events: with the stack up (make up): ingest vs LOAD DATA LOCAL INFILE, query p50/p99, then the
+## 1 GiB streaming test with the worker's peak RSS (bench/RESULTS.md, Events)
+bench-events:
+	bash -c 'source infra/local/scripts/env.sh && source "$$FERRY_STATE_DIR/function-env.sh" && \
+	  cargo run --release -p bench-events && \
+	  cargo test -p ferry-tests --test events_e2e -- --ignored --nocapture a_1_gib_file'

@@ -6,7 +6,9 @@
 //! | sync job | `JOB#{id}` | `JOB` | `JOBS` | `{created}#{id}` |
 //! | run | `JOB#{job}` | `RUN#{run}` | | |
 //! | object record | `RUN#{run}` | `OBJ#{key}` | | |
+//! | listing page done | `RUN#{run}` | `PAGE#{side}#{page:06}` | | |
 //! | loader | `LOADER#{id}` | `LOADER` | `LOADERS` | `{created}#{id}` |
+//! | loader target lock | `LOADERTARGET#{target}` | `LOCK` | | |
 //! | ingest file | `FILE#{name}` | `FILE` | `FILES` | `{updated}#{name}` |
 //! | task | `TASK#{id}` | `TASK` | `TASKS#{owner}` | `{created}#{id}` |
 //!
@@ -57,8 +59,16 @@ impl Key {
     pub fn object(run: &str, object_key: &str) -> Key {
         k(format!("RUN#{run}"), format!("OBJ#{object_key}"))
     }
+    /// Marks page `page` of a run's `side` listing as fully handed on (objects and next page sent).
+    pub fn run_page(run: &str, side: &str, page: u32) -> Key {
+        k(format!("RUN#{run}"), format!("PAGE#{side}#{page:06}"))
+    }
     pub fn loader(id: &str) -> Key {
         k(format!("LOADER#{id}"), "LOADER")
+    }
+    /// The "one loader per target" lock: which loader last claimed the target `lock_key`.
+    pub fn loader_target(lock_key: &str) -> Key {
+        k(format!("LOADERTARGET#{lock_key}"), "LOCK")
     }
     pub fn ingest_file(name: &str) -> Key {
         k(format!("FILE#{name}"), "FILE")

@@ -3,7 +3,7 @@
 //! Pure modules (always built): [`config`], [`telemetry`], [`keys`], [`schedule`], [`domain`],
 //! [`messages`]. Adapters and edges sit behind features so a function compiles only what it uses:
 //! `dynamo` ([`store`]), `sqs` ([`queue`]), `secrets` ([`secrets`]), `http` ([`http`]), `auth` ([`auth`]),
-//! `worker` ([`worker`]).
+//! `worker` ([`worker`]), `events-sql` ([`events_sql`]).
 
 pub mod config;
 pub mod domain;
@@ -16,8 +16,12 @@ pub mod telemetry;
 pub mod auth;
 #[cfg(feature = "aws")]
 pub mod aws;
+#[cfg(feature = "events-sql")]
+pub mod events_sql;
 #[cfg(feature = "http")]
 pub mod http;
+#[cfg(feature = "loaders")]
+pub mod loaders;
 #[cfg(feature = "sqs")]
 pub mod queue;
 #[cfg(feature = "secrets")]

@@ -1,7 +1,8 @@
 //! The typed messages the workers consume. Every queue carries exactly one of these enums, tagged by
 //! `kind`, so an unknown or malformed body fails to decode and is reported as a failed record.
 
-use crate::domain::sync::Trigger;
+pub use crate::domain::sync::ObjectRef;
+use crate::domain::sync::{Side, Trigger};
 use serde::{Deserialize, Serialize};
 
 /// Messages on the sync queue. `StartRun` is also what every job's schedule sends (its Input).
@@ -15,6 +16,38 @@ pub enum SyncMessage {
         /// Set when the API already created the run (run now); absent for scheduled firings.
         #[serde(default)]
         run_id: Option<String>,
+    },
+    /// Page `page` (0-based) of one listing of a run; `token` is S3's continuation token (none for the
+    /// first page). Each page sends its objects' copy messages, then the next page.
+    ListPage {
+        job_id: String,
+        run_id: String,
+        side: Side,
+        page: u32,
+        #[serde(default)]
+        token: Option<String>,
+        /// How many times a redelivered copy of this message was re-sent fresh (see worker-sync).
+        #[serde(default)]
+        hops: u32,
+    },
+    /// Copy these objects of a run (small objects travel in groups, a big one alone).
+    CopyObjects {
+        job_id: String,
+        run_id: String,
+        objects: Vec<ObjectRef>,
+        #[serde(default)]
+        hops: u32,
+    },
+    /// Copy parts `first..=last` of a big object whose multipart upload exists; the message that
+    /// checkpoints the last missing part completes the upload.
+    CopyParts {
+        job_id: String,
+        run_id: String,
+        object: ObjectRef,
+        first: u64,
+        last: u64,
+        #[serde(default)]
+        hops: u32,
     },
 }
 
@@ -46,7 +79,18 @@ pub enum IngestMessage {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum IngestRequest {
-    Ingest { bucket: String, key: String },
+    Ingest {
+        bucket: String,
+        key: String,
+    },
+    /// The next slice of load `load_id` of `key`, sent by the worker whose invocation ran out of its time
+    /// slice; it resumes from the load's checkpoint if the object still has `etag`.
+    Continue {
+        bucket: String,
+        key: String,
+        load_id: u64,
+        etag: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -113,6 +157,48 @@ mod tests {
     }
 
     #[test]
+    fn every_sync_message_kind_round_trips() {
+        let obj = ObjectRef {
+            key: "a b/ü".into(),
+            size: 3,
+            etag: Some("\"e\"".into()),
+            last_modified: None,
+        };
+        let all = [
+            SyncMessage::ListPage {
+                job_id: "j".into(),
+                run_id: "r".into(),
+                side: Side::Destination,
+                page: 2,
+                token: Some("t".into()),
+                hops: 0,
+            },
+            SyncMessage::CopyObjects {
+                job_id: "j".into(),
+                run_id: "r".into(),
+                objects: vec![obj.clone()],
+                hops: 1,
+            },
+            SyncMessage::CopyParts {
+                job_id: "j".into(),
+                run_id: "r".into(),
+                object: obj,
+                first: 1,
+                last: 64,
+                hops: 0,
+            },
+        ];
+        for m in all {
+            let text = serde_json::to_string(&m).unwrap();
+            assert_eq!(
+                serde_json::from_str::<SyncMessage>(&text).unwrap(),
+                m,
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
     fn unknown_kinds_and_fields_do_not_decode() {
         assert!(
             serde_json::from_str::<SyncMessage>(r#"{"kind":"explode","job_id":"j1"}"#).is_err()
@@ -131,6 +217,14 @@ mod tests {
         let req: IngestMessage =
             serde_json::from_str(r#"{"kind":"ingest","bucket":"b","key":"k"}"#).unwrap();
         assert!(matches!(req, IngestMessage::Request(_)));
+        let cont: IngestMessage = serde_json::from_str(
+            r#"{"kind":"continue","bucket":"b","key":"k","load_id":7,"etag":"e"}"#,
+        )
+        .unwrap();
+        assert!(matches!(
+            cont,
+            IngestMessage::Request(IngestRequest::Continue { load_id: 7, .. })
+        ));
         let test: IngestMessage = serde_json::from_str(
             r#"{"Service":"Amazon S3","Event":"s3:TestEvent","Time":"t","Bucket":"b","RequestId":"r","HostId":"h"}"#,
         )

@@ -54,4 +54,41 @@ impl Queue {
             })?;
         Ok(out.message_id.unwrap_or_default())
     }
+
+    /// Sends every message, ten per SendMessageBatch call; any entry SQS refuses is an error (the
+    /// caller retries the whole set, so receivers must treat duplicates as no-ops).
+    pub async fn send_all<T: Serialize>(&self, messages: &[T]) -> Result<(), QueueError> {
+        for chunk in messages.chunks(10) {
+            let mut entries = Vec::with_capacity(chunk.len());
+            for (i, m) in chunk.iter().enumerate() {
+                entries.push(
+                    aws_sdk_sqs::types::SendMessageBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .message_body(serde_json::to_string(m)?)
+                        .build()
+                        .map_err(|e| QueueError::Send(e.to_string()))?,
+                );
+            }
+            let out = self
+                .client
+                .send_message_batch()
+                .queue_url(&self.url)
+                .set_entries(Some(entries))
+                .send()
+                .await
+                .map_err(|e| {
+                    QueueError::Send(aws_sdk_sqs::error::DisplayErrorContext(e).to_string())
+                })?;
+            if let Some(f) = out.failed.first() {
+                return Err(QueueError::Send(format!(
+                    "{} of {} messages refused, first: {} {}",
+                    out.failed.len(),
+                    chunk.len(),
+                    f.code,
+                    f.message.as_deref().unwrap_or("")
+                )));
+            }
+        }
+        Ok(())
+    }
 }

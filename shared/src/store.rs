@@ -4,12 +4,17 @@
 //! A state change is a pure transition (`T -> Result<T, Conflict>`) applied by [`Store::transition`]:
 //! read, apply, write on condition `version = read version`; on a lost race it re-reads and re-applies,
 //! so a transition that the winner made impossible ends in [`StoreError::Conflict`].
+//!
+//! Counters and checkpoints that many writers touch at once are [`Patch`]es instead (atomic `SET a =
+//! a + n` updates that also bump `version`, so a concurrent transition re-reads rather than overwrite
+//! them); [`Store::create_counted`] and [`Store::transition_counted`] write an item and a patch of
+//! another item in one transaction, so an item and the counters it contributes to never disagree.
 
 use crate::domain::Conflict;
 use crate::keys::{Children, IndexKey, Key, Listing};
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
-use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Serialize;
@@ -65,6 +70,129 @@ impl From<IndexKey> for Meta {
             index: Some(index),
             expires_at: None,
         }
+    }
+}
+
+/// A partial, conditional update of one item: attributes set, counters added; it always bumps
+/// `version`. Paths are dotted (`counts.bytes`, `parts.7`); every segment goes through a placeholder.
+#[derive(Debug, Clone, Default)]
+pub struct Patch {
+    sets: Vec<(String, AttributeValue)>,
+    adds: Vec<(String, i64)>,
+    equals: Vec<(String, AttributeValue)>,
+    missing: Vec<String>,
+}
+
+impl Patch {
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// `path = path + n` (missing counts as 0).
+    pub fn add(mut self, path: &str, n: i64) -> Self {
+        self.adds.push((path.to_string(), n));
+        self
+    }
+    pub fn set<V: Serialize>(mut self, path: &str, value: &V) -> Result<Self, StoreError> {
+        let v = serde_dynamo::to_attribute_value(value)
+            .map_err(|e| StoreError::Codec(e.to_string()))?;
+        self.sets.push((path.to_string(), v));
+        Ok(self)
+    }
+    /// Applies only if `path` equals `value`.
+    pub fn require_eq<V: Serialize>(mut self, path: &str, value: &V) -> Result<Self, StoreError> {
+        let v = serde_dynamo::to_attribute_value(value)
+            .map_err(|e| StoreError::Codec(e.to_string()))?;
+        self.equals.push((path.to_string(), v));
+        Ok(self)
+    }
+    /// Applies only if `path` does not exist.
+    pub fn require_missing(mut self, path: &str) -> Self {
+        self.missing.push(path.to_string());
+        self
+    }
+
+    fn render(&self) -> RenderedPatch {
+        let mut names: HashMap<String, String> = HashMap::new();
+        let mut values: Item = HashMap::new();
+        let path = |p: &str, names: &mut HashMap<String, String>| -> String {
+            p.split('.')
+                .map(|seg| {
+                    let ph = format!("#n{}", names.len());
+                    names.insert(ph.clone(), seg.to_string());
+                    ph
+                })
+                .collect::<Vec<_>>()
+                .join(".")
+        };
+        let mut sets = Vec::new();
+        for (i, (p, v)) in self.sets.iter().enumerate() {
+            let p = path(p, &mut names);
+            values.insert(format!(":s{i}"), v.clone());
+            sets.push(format!("{p} = :s{i}"));
+        }
+        for (i, (p, n)) in self.adds.iter().enumerate() {
+            let p = path(p, &mut names);
+            values.insert(format!(":a{i}"), AttributeValue::N(n.to_string()));
+            sets.push(format!("{p} = if_not_exists({p}, :zero) + :a{i}"));
+        }
+        names.insert("#ver".into(), "version".into());
+        values.insert(":zero".into(), AttributeValue::N("0".into()));
+        values.insert(":one".into(), AttributeValue::N("1".into()));
+        sets.push("#ver = if_not_exists(#ver, :zero) + :one".into());
+        let mut conds = vec!["attribute_exists(pk)".to_string()];
+        for (i, (p, v)) in self.equals.iter().enumerate() {
+            let p = path(p, &mut names);
+            values.insert(format!(":c{i}"), v.clone());
+            conds.push(format!("{p} = :c{i}"));
+        }
+        for p in &self.missing {
+            let p = path(p, &mut names);
+            conds.push(format!("attribute_not_exists({p})"));
+        }
+        RenderedPatch {
+            update: format!("SET {}", sets.join(", ")),
+            condition: conds.join(" AND "),
+            names,
+            values,
+        }
+    }
+}
+
+struct RenderedPatch {
+    update: String,
+    condition: String,
+    names: HashMap<String, String>,
+    values: Item,
+}
+
+fn patch_op(table: &str, key: &Key, patch: &Patch) -> Result<TransactWriteItem, StoreError> {
+    let r = patch.render();
+    let update = aws_sdk_dynamodb::types::Update::builder()
+        .table_name(table)
+        .key("pk", s(&key.pk))
+        .key("sk", s(&key.sk))
+        .update_expression(r.update)
+        .condition_expression(r.condition)
+        .set_expression_attribute_names(Some(r.names))
+        .set_expression_attribute_values(Some(r.values))
+        .build()
+        .map_err(|e| StoreError::Codec(e.to_string()))?;
+    Ok(TransactWriteItem::builder().update(update).build())
+}
+
+/// Which items of a cancelled transaction failed their condition.
+fn cancelled_conditions<R>(
+    e: &SdkError<aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError, R>,
+) -> Option<Vec<bool>> {
+    let se = e.as_service_error()?;
+    match se {
+        aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(c) => Some(
+            c.cancellation_reasons()
+                .iter()
+                .map(|r| r.code() == Some("ConditionalCheckFailed"))
+                .collect(),
+        ),
+        _ => None,
     }
 }
 
@@ -263,6 +391,131 @@ impl Store {
                 });
             }
             tracing::debug!(pk = %key.pk, sk = %key.sk, "lost a write race, re-reading");
+        }
+        Err(StoreError::Backend(format!(
+            "gave up after {MAX_RACE_RETRIES} write races on {}",
+            key.pk
+        )))
+    }
+
+    /// Applies `patch` to the item at `key`; `false` when the item is missing or a condition failed.
+    pub async fn patch(&self, key: &Key, patch: &Patch) -> Result<bool, StoreError> {
+        let r = patch.render();
+        match self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(&key.pk))
+            .key("sk", s(&key.sk))
+            .update_expression(r.update)
+            .condition_expression(r.condition)
+            .set_expression_attribute_names(Some(r.names))
+            .set_expression_attribute_values(Some(r.values))
+            .send()
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e) if is_condition_failure(&e) => Ok(false),
+            Err(e) => Err(backend(e)),
+        }
+    }
+
+    async fn transact(
+        &self,
+        items: Vec<TransactWriteItem>,
+    ) -> Result<Result<(), Vec<bool>>, StoreError> {
+        match self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await
+        {
+            Ok(_) => Ok(Ok(())),
+            Err(e) => match cancelled_conditions(&e) {
+                Some(failed) if failed.iter().any(|f| *f) => Ok(Err(failed)),
+                _ => Err(backend(e)),
+            },
+        }
+    }
+
+    fn put_op(
+        &self,
+        item: Item,
+        condition: &str,
+        expected: Option<u64>,
+    ) -> Result<TransactWriteItem, StoreError> {
+        let mut put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression(condition);
+        if let Some(v) = expected {
+            put = put.expression_attribute_values(":expected", n(v));
+        }
+        Ok(TransactWriteItem::builder()
+            .put(put.build().map_err(|e| StoreError::Codec(e.to_string()))?)
+            .build())
+    }
+
+    /// Creates `value` at `key` and applies `counters` to `counter_key` in one transaction; `false`
+    /// (and nothing written) if the item exists, so a repeated create never counts twice.
+    pub async fn create_counted<T: Serialize>(
+        &self,
+        key: &Key,
+        meta: &Meta,
+        value: &T,
+        counter_key: &Key,
+        counters: &Patch,
+    ) -> Result<bool, StoreError> {
+        let put = self.put_op(
+            encode(key, meta, value, 1)?,
+            "attribute_not_exists(pk)",
+            None,
+        )?;
+        let upd = patch_op(&self.table, counter_key, counters)?;
+        match self.transact(vec![put, upd]).await? {
+            Ok(()) => Ok(true),
+            Err(failed) if failed.first() == Some(&true) => Ok(false),
+            Err(_) => Err(StoreError::NotFound),
+        }
+    }
+
+    /// Like [`Store::transition`], with the transition also naming a patch of `counter_key` that is
+    /// written in the same transaction (e.g. an object's end and its run's counters).
+    pub async fn transition_counted<T, F, M>(
+        &self,
+        key: &Key,
+        meta: M,
+        f: F,
+        counter_key: &Key,
+    ) -> Result<Versioned<T>, StoreError>
+    where
+        T: Serialize + DeserializeOwned + Clone,
+        F: Fn(T) -> Result<(T, Patch), Conflict>,
+        M: Fn(&T) -> Meta,
+    {
+        for _ in 0..MAX_RACE_RETRIES {
+            let current: Versioned<T> = self.get(key).await?.ok_or(StoreError::NotFound)?;
+            let (next, counters) = f(current.value)?;
+            let version = current.version + 1;
+            let put = self.put_op(
+                encode(key, &meta(&next), &next, version)?,
+                "version = :expected",
+                Some(current.version),
+            )?;
+            let upd = patch_op(&self.table, counter_key, &counters)?;
+            match self.transact(vec![put, upd]).await? {
+                Ok(()) => {
+                    return Ok(Versioned {
+                        value: next,
+                        version,
+                    });
+                }
+                Err(failed) if failed.first() == Some(&true) => {
+                    tracing::debug!(pk = %key.pk, sk = %key.sk, "lost a write race, re-reading");
+                }
+                Err(_) => return Err(StoreError::NotFound),
+            }
         }
         Err(StoreError::Backend(format!(
             "gave up after {MAX_RACE_RETRIES} write races on {}",

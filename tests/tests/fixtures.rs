@@ -55,10 +55,12 @@ fn expected(file: &str) -> Value {
         "api-scheduler-list-jobs.json": 200,
         "api-loaders-list.json": 200,
         "api-events-files.json": 200,
+        "api-events-query.json": 401,            // a query needs a token
         "api-transfers-me.json": 401,
         "worker-sync-start-run.json": [],        // unknown job: permanent, acknowledged
         "worker-loader-tick.json": [],           // unknown loader: permanent, acknowledged
         "worker-ingest-s3-test-event.json": [],  // S3's test event is acknowledged
+        "worker-ingest-request-missing-object.json": [], // missing object: recorded as failed, acknowledged
         "worker-transfer-build-zip.json": ["msg-0"], // engine not built yet: kept for redelivery
     })[file]
         .clone()

@@ -1,53 +1,12 @@
 //! Sync jobs end to end: HTTP -> DynamoDB + SQS -> the pump -> worker-sync -> DynamoDB -> HTTP, plus
 //! schedules firing through the pump, the DLQ redrive, and conflicting run requests.
 
+mod sync_common;
+
 use ferry_tests::{base_url, bucket, call, env, eventually, http, token};
 use serde_json::{Value, json};
 use std::time::Duration;
-
-async fn s3() -> aws_sdk_s3::Client {
-    ferry_shared::aws::s3_client(&ferry_tests::aws().await)
-}
-
-async fn create_job(tok: &str, body: Value) -> String {
-    let (s, b) = call(
-        http()
-            .post(format!("{}/api/v1/scheduler/create_job", base_url()))
-            .bearer_auth(tok)
-            .json(&body),
-    )
-    .await;
-    assert_eq!(s, 201, "{b}");
-    assert_eq!(b["message"], "Job scheduled successfully");
-    b["job_id"].as_str().unwrap().to_string()
-}
-
-async fn runs(job: &str) -> Vec<Value> {
-    let (s, b) = call(http().get(format!("{}/api/v1/jobs/{job}/runs", base_url()))).await;
-    assert_eq!(s, 200, "{b}");
-    b["runs"].as_array().cloned().unwrap_or_default()
-}
-
-async fn put(s3: &aws_sdk_s3::Client, bucket: &str, key: &str, body: Vec<u8>) {
-    s3.put_object()
-        .bucket(bucket)
-        .key(key)
-        .body(body.into())
-        .send()
-        .await
-        .unwrap();
-}
-
-async fn get(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Vec<u8> {
-    let o = s3
-        .get_object()
-        .bucket(bucket)
-        .key(key)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("get {key}: {e:?}"));
-    o.body.collect().await.unwrap().into_bytes().to_vec()
-}
+use sync_common::*;
 
 #[tokio::test]
 async fn run_now_copies_every_object_and_the_run_history_shows_it() {
@@ -80,21 +39,8 @@ async fn run_now_copies_every_object_and_the_run_history_shows_it() {
         }),
     )
     .await;
-    let (s, b) = call(
-        http()
-            .post(format!("{}/api/v1/jobs/{job}/run", base_url()))
-            .bearer_auth(&tok),
-    )
-    .await;
-    assert_eq!(s, 202, "{b}");
-    let run_id = b["run_id"].as_str().unwrap().to_string();
-
-    let run = eventually("the run to end", Duration::from_secs(240), || async {
-        runs(&job).await.into_iter().find(|r| {
-            r["run_id"] == run_id.as_str() && r["status"] != "starting" && r["status"] != "running"
-        })
-    })
-    .await;
+    let run_id = run_now(&tok, &job).await;
+    let run = ended(&job, &run_id, Duration::from_secs(240)).await;
     assert_eq!(run["status"], "completed", "{run}");
     assert_eq!(run["trigger"], "api");
     assert_eq!(run["counts"]["total"], 13);
@@ -149,6 +95,18 @@ async fn run_now_copies_every_object_and_the_run_history_shows_it() {
     .await;
     assert_eq!(skipped["objects"][0]["object_key"], "docs/empty.txt");
     assert_eq!(skipped["objects"][0]["status"], "SKIPPED");
+
+    // Runs do not drop the job from the listing.
+    let (_, listed_jobs) =
+        call(http().get(format!("{}/api/v1/scheduler/list_jobs", base_url()))).await;
+    assert!(
+        listed_jobs["jobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|j| j["job_id"] == job.as_str()),
+        "the job is still listed after its run"
+    );
 
     // The job is free again: a second run is accepted.
     let (s, b) = call(
@@ -337,4 +295,327 @@ async fn create_job_keeps_the_original_validation_and_messages() {
     )))
     .await;
     assert_eq!((s, b["message"].as_str()), (400, Some("Invalid job ID")));
+}
+
+const MIB: usize = 1024 * 1024;
+
+async fn patch_job(tok: &str, body: Value) -> (u16, Value) {
+    call(
+        http()
+            .patch(format!("{}/api/v1/scheduler/update_job", base_url()))
+            .bearer_auth(tok)
+            .json(&body),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn delta_after_changing_three_objects_copies_exactly_those_three() {
+    let s3 = s3().await;
+    let src = bucket(&s3, "dsrc").await;
+    let dst = bucket(&s3, "ddst").await;
+    let mut files: Vec<(String, Vec<u8>)> = Vec::new();
+    for i in 0..10 {
+        files.push((format!("small-{i}.bin"), data(20_000 + i * 10, i as u64)));
+    }
+    // Bigger than the 5 MiB chunk: multipart, 3 parts each.
+    for i in 0..2 {
+        files.push((format!("big/{i}.bin"), data(12 * MIB + 17, 100 + i as u64)));
+    }
+    for (k, b) in &files {
+        put(&s3, &src, k, b.clone()).await;
+    }
+    let tok = token(&["user"]).await;
+    let job = create_job(
+        &tok,
+        json!({"job_name": "delta", "connector_type": "S3", "schedule": "daily",
+               "connector_config": {"bucket_name": src}, "destination": {"bucket": dst, "prefix": "copy/"},
+               "chunk_size": 5 * MIB, "concurrency": 4}),
+    )
+    .await;
+    let run = ended(&job, &run_now(&tok, &job).await, Duration::from_secs(240)).await;
+    let all: u64 = files.iter().map(|(_, b)| b.len() as u64).sum();
+    assert_eq!(run["status"], "completed", "{run}");
+    assert_eq!(
+        (
+            run["counts"]["processed"].as_u64(),
+            run["counts"]["bytes"].as_u64()
+        ),
+        (Some(12), Some(all)),
+        "{run}"
+    );
+    for (k, b) in &files {
+        assert_eq!(
+            md5(&get(&s3, &dst, &format!("copy/{k}")).await),
+            md5(b),
+            "{k}"
+        );
+    }
+    let objs = objects(&job, run["run_id"].as_str().unwrap()).await;
+    let big = objs
+        .iter()
+        .find(|o| o["object_key"] == "big/0.bin")
+        .unwrap();
+    assert_eq!(big["parts_done"], 3, "{big}");
+    assert_eq!(big["last_position"], (12 * MIB + 17) as u64, "{big}");
+
+    // Change one big and two small objects (one keeping its size), then switch the job to delta.
+    for (i, idx) in [0usize, 3, 10].into_iter().enumerate() {
+        let len = files[idx].1.len();
+        files[idx].1 = data(len, 1000 + i as u64);
+        put(&s3, &src, &files[idx].0, files[idx].1.clone()).await;
+    }
+    let (s, b) = patch_job(&tok, json!({"job_id": job, "action": "delta"})).await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["job"]["action"], "delta");
+    let run = ended(&job, &run_now(&tok, &job).await, Duration::from_secs(240)).await;
+    let changed: u64 = [0usize, 3, 10]
+        .iter()
+        .map(|i| files[*i].1.len() as u64)
+        .sum();
+    assert_eq!(run["status"], "completed", "{run}");
+    assert_eq!(run["counts"]["processed"], 3, "{run}");
+    assert_eq!(run["counts"]["skipped"], 9, "{run}");
+    assert_eq!(run["counts"]["bytes"], changed, "{run}");
+    for (k, b) in &files {
+        assert_eq!(
+            md5(&get(&s3, &dst, &format!("copy/{k}")).await),
+            md5(b),
+            "{k}"
+        );
+    }
+    // Nothing changed since: nothing copied.
+    let run = ended(&job, &run_now(&tok, &job).await, Duration::from_secs(240)).await;
+    assert_eq!(
+        (
+            run["counts"]["processed"].as_u64(),
+            run["counts"]["skipped"].as_u64()
+        ),
+        (Some(0), Some(12)),
+        "{run}"
+    );
+}
+
+#[tokio::test]
+async fn diff_copies_and_deletes_what_the_source_no_longer_has() {
+    let s3 = s3().await;
+    let src = bucket(&s3, "xsrc").await;
+    let dst = bucket(&s3, "xdst").await;
+    for i in 0..5 {
+        put(&s3, &src, &format!("data/f{i}.txt"), data(3000, i)).await;
+    }
+    put(&s3, &dst, "m/gone-1.txt", b"stale".to_vec()).await;
+    put(&s3, &dst, "m/sub/gone-2.txt", b"stale".to_vec()).await;
+    put(&s3, &dst, "other/keep.txt", b"outside the prefix".to_vec()).await;
+    let tok = token(&["user"]).await;
+    let job = create_job(
+        &tok,
+        json!({"job_name": "diff", "connector_type": "S3", "schedule": "daily", "action": "diff",
+               "connector_config": {"bucket_name": src, "prefix": "data/"}, "destination": {"bucket": dst, "prefix": "m"}}),
+    )
+    .await;
+    let run = ended(&job, &run_now(&tok, &job).await, Duration::from_secs(240)).await;
+    assert_eq!(run["status"], "completed", "{run}");
+    assert_eq!(run["counts"]["total"], 7, "{run}");
+    assert_eq!(run["counts"]["processed"], 7, "{run}");
+    assert_eq!(run["counts"]["deleted"], 2, "{run}");
+    let mut have = keys(&s3, &dst).await;
+    have.sort();
+    let mut want: Vec<String> = (0..5).map(|i| format!("m/f{i}.txt")).collect();
+    want.push("other/keep.txt".into());
+    want.sort();
+    assert_eq!(have, want);
+
+    s3.delete_object()
+        .bucket(&src)
+        .key("data/f4.txt")
+        .send()
+        .await
+        .unwrap();
+    let run = ended(&job, &run_now(&tok, &job).await, Duration::from_secs(240)).await;
+    assert_eq!(
+        (
+            run["counts"]["deleted"].as_u64(),
+            run["counts"]["skipped"].as_u64(),
+            run["counts"]["total"].as_u64()
+        ),
+        (Some(1), Some(4), Some(5)),
+        "{run}"
+    );
+    assert!(!keys(&s3, &dst).await.contains(&"m/f4.txt".to_string()));
+}
+
+#[tokio::test]
+async fn pause_resume_update_and_bulk_delete_drive_the_schedule() {
+    let tok = token(&["user"]).await;
+    let job = create_job(&tok, json!({"job_name": "ops", "connector_type": "S3", "schedule": "hourly", "connector_config": {"bucket_name": "some-bucket"}})).await;
+    let scheduler = aws_sdk_scheduler::Client::new(&ferry_tests::aws().await);
+    let schedule = || async {
+        scheduler
+            .get_schedule()
+            .name(&job)
+            .group_name(env("SCHEDULE_GROUP"))
+            .send()
+            .await
+            .unwrap()
+    };
+    let url = |what: &str| format!("{}/api/v1/jobs/{job}/{what}", base_url());
+    let (s, _) = call(http().post(url("pause"))).await;
+    assert_eq!(s, 401, "pausing needs a token");
+    let (s, b) = call(http().post(url("pause")).bearer_auth(&tok)).await;
+    assert_eq!((s, b["job_status"].as_str()), (200, Some("PAUSED")), "{b}");
+    assert_eq!(schedule().await.state().unwrap().as_str(), "DISABLED");
+    let (s, _) = call(http().post(url("pause")).bearer_auth(&tok)).await;
+    assert_eq!(s, 409);
+    let (s, b) = call(http().post(url("resume")).bearer_auth(&tok)).await;
+    assert_eq!(
+        (s, b["job_status"].as_str()),
+        (200, Some("SCHEDULED")),
+        "{b}"
+    );
+    assert_eq!(schedule().await.state().unwrap().as_str(), "ENABLED");
+
+    let (s, b) = patch_job(
+        &tok,
+        json!({"job_id": job, "schedule": "rate(2 hours)", "job_name": "renamed"}),
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(
+        schedule().await.schedule_expression(),
+        Some("rate(2 hours)")
+    );
+    let (_, listed) = call(http().get(format!(
+        "{}/api/v1/scheduler/list_jobs?job_id={job}",
+        base_url()
+    )))
+    .await;
+    assert_eq!(listed["jobs"][0]["job_name"], "renamed");
+    assert_eq!(
+        listed["jobs"][0]["connector_config"]["bucket_name"],
+        "some-bucket"
+    );
+    let (s, b) = patch_job(&tok, json!({"job_id": job, "schedule": "every day"})).await;
+    assert_eq!(
+        (s, b["error"]["field"].as_str()),
+        (400, Some("schedule")),
+        "{b}"
+    );
+    assert!(b["message"].is_string());
+    let (s, _) = patch_job(
+        &tok,
+        json!({"job_id": uuid::Uuid::new_v4(), "job_name": "x1x"}),
+    )
+    .await;
+    assert_eq!(s, 404);
+    let (s, b) = patch_job(&tok, json!({"job_id": job, "colour": "red"})).await;
+    assert_eq!(
+        (s, b["error"]["field"].as_str()),
+        (400, Some("colour")),
+        "{b}"
+    );
+
+    let unknown = uuid::Uuid::new_v4().to_string();
+    let (s, b) = call(
+        http()
+            .post(format!("{}/api/v1/scheduler/bulk_delete", base_url()))
+            .bearer_auth(&tok)
+            .json(&json!({"job_ids": [job, unknown, "nope"]})),
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["deleted"], json!([job]));
+    assert_eq!(b["not_found"], json!([unknown]));
+    assert_eq!(b["invalid"], json!(["nope"]));
+    let gone = scheduler
+        .get_schedule()
+        .name(&job)
+        .group_name(env("SCHEDULE_GROUP"))
+        .send()
+        .await;
+    assert!(gone.is_err(), "bulk delete deletes the schedules too");
+}
+
+#[tokio::test]
+async fn a_foreign_store_source_streams_through_the_worker_and_its_keys_stay_secret() {
+    let foreign = ForeignMoto::start().await;
+    let far = foreign.client();
+    far.create_bucket()
+        .bucket("far-src")
+        .create_bucket_configuration(
+            aws_sdk_s3::types::CreateBucketConfiguration::builder()
+                .location_constraint(aws_sdk_s3::types::BucketLocationConstraint::EuWest1)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let mut files = Vec::new();
+    for i in 0..6 {
+        files.push((format!("f/{i}.bin"), data(40_000 + i, 7 + i as u64)));
+    }
+    files.push(("f/big.bin".to_string(), data(11 * MIB + 3, 77)));
+    for (k, b) in &files {
+        put(&far, "far-src", k, b.clone()).await;
+    }
+    let s3 = s3().await;
+    let dst = bucket(&s3, "fdst").await;
+    let tok = token(&["user"]).await;
+    let job = create_job(
+        &tok,
+        json!({"job_name": "foreign", "connector_type": "S3", "schedule": "daily", "chunk_size": 5 * MIB,
+               "connector_config": {"bucket_name": "far-src", "prefix": "f/", "endpoint_url": foreign.url,
+                                    "region": "eu-west-1", "access_key_id": "foreign-key", "secret_access_key": "foreign-secret"},
+               "destination": {"bucket": dst, "prefix": "in"}}),
+    )
+    .await;
+    let (_, listed) = call(http().get(format!(
+        "{}/api/v1/scheduler/list_jobs?job_id={job}",
+        base_url()
+    )))
+    .await;
+    let text = listed.to_string();
+    assert!(
+        !text.contains("foreign-secret") && !text.contains("secret_access_key"),
+        "{text}"
+    );
+    let arn = listed["jobs"][0]["connector_config"]["credentials_secret_arn"]
+        .as_str()
+        .expect("the job keeps the secret's ARN")
+        .to_string();
+    let sm = aws_sdk_secretsmanager::Client::new(&ferry_tests::aws().await);
+    let secret = sm.get_secret_value().secret_id(&arn).send().await.unwrap();
+    assert!(secret.secret_string().unwrap().contains("foreign-secret"));
+
+    let run = ended(&job, &run_now(&tok, &job).await, Duration::from_secs(240)).await;
+    assert_eq!(run["status"], "completed", "{run}");
+    assert_eq!(run["counts"]["processed"], 7, "{run}");
+    for (k, b) in &files {
+        let dest = format!("in/{}", k.strip_prefix("f/").unwrap());
+        assert_eq!(md5(&get(&s3, &dst, &dest).await), md5(b), "{dest}");
+    }
+    let objs = objects(&job, run["run_id"].as_str().unwrap()).await;
+    let big = objs
+        .iter()
+        .find(|o| o["object_key"] == "f/big.bin")
+        .unwrap();
+    assert_eq!(big["parts_done"], 3, "{big}");
+    assert_eq!(
+        big["bytes_fetched"],
+        (11 * MIB + 3) as u64,
+        "fetched once: {big}"
+    );
+
+    let (s, _) = call(
+        http()
+            .delete(format!("{}/api/v1/scheduler/delete_job", base_url()))
+            .bearer_auth(&tok)
+            .json(&json!({"job_id": job})),
+    )
+    .await;
+    assert_eq!(s, 200);
+    assert!(
+        sm.get_secret_value().secret_id(&arn).send().await.is_err(),
+        "deleting the job deletes its source keys"
+    );
 }

@@ -1,21 +1,32 @@
-//! api-loaders: CRUD load generators into MongoDB, MySQL, S3 and DynamoDB. Today: the loader listing; the engine is issue #3.
+//! api-loaders: CRUD load generators into MongoDB, MySQL and DynamoDB (issue #3): start, stop, restart,
+//! count and delete routes with the original docloading server's paths and fields, plus the loader
+//! listing and PATCH of a running loader's rate and mix. The load itself runs in worker-loader.
 
+mod fields;
 mod routes;
 
 use ferry_shared::config::{self, ConfigError};
+use ferry_shared::loaders::allow::AllowList;
+use std::sync::Arc;
 
 struct Config {
     table_name: String,
     jwt_secret_arn: String,
     queue_url: String,
+    allowed_hosts: AllowList,
 }
 
 impl Config {
     fn from_env() -> Result<Self, ConfigError> {
+        let hosts = config::required("LOADER_ALLOWED_HOSTS")?;
         Ok(Self {
             table_name: config::required("TABLE_NAME")?,
             jwt_secret_arn: config::required("JWT_SECRET_ARN")?,
             queue_url: config::required("LOADER_QUEUE_URL")?,
+            allowed_hosts: AllowList::parse(&hosts).map_err(|reason| ConfigError::Invalid {
+                name: "LOADER_ALLOWED_HOSTS",
+                reason,
+            })?,
         })
     }
 }
@@ -32,6 +43,9 @@ async fn main() -> Result<(), lambda_http::Error> {
         store,
         tokens,
         queue,
+        secrets: aws_sdk_secretsmanager::Client::new(&aws),
+        aws: aws.clone(),
+        allow: Arc::new(config.allowed_hosts),
     }))
     .await
 }

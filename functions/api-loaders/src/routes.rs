@@ -1,27 +1,139 @@
-//! Routes: `GET /loaders` (the loader listing, newest first).
+//! Routes of the loaders API: the original docloading server's paths, fields and response keys
+//! (`loader_id`, `database`, `collection`, `status`, `response`) beside ferry's own (`loader`), with its
+//! faults fixed: state in DynamoDB, 4xx/5xx on errors, 409 for a second loader on one target, 502 fast
+//! for an unreachable target. Starting a loader stores it, its credentials in Secrets Manager, and sends
+//! its first tick; worker-loader does the rest.
 
-use axum::extract::{FromRef, State};
-use axum::routing::get;
+use crate::fields::Fields;
+use axum::extract::{FromRef, Path, State};
+use axum::http::StatusCode;
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
-use ferry_shared::auth::Tokens;
-use ferry_shared::http::{ApiError, QueryParams};
-use ferry_shared::keys::Listing;
+use ferry_shared::auth::{Authenticated, Tokens};
+use ferry_shared::domain::loader::{Kind, Loader, Mix, Phase, Spec, Target};
+use ferry_shared::domain::{Conflict, new_id, now_rfc3339};
+use ferry_shared::http::{ApiError, JsonBody, QueryParams};
+use ferry_shared::keys::{IndexKey, Key, Listing};
+use ferry_shared::loaders::allow::AllowList;
+use ferry_shared::loaders::dynamo::{self, Dynamo};
+use ferry_shared::loaders::mongo::{self, Mongo};
+use ferry_shared::loaders::mysql::Mysql;
+use ferry_shared::loaders::{Creds, TargetError};
+use ferry_shared::messages::LoaderMessage;
 use ferry_shared::queue::Queue;
-use ferry_shared::store::Store;
-use serde::Deserialize;
+use ferry_shared::store::{Meta, Store, StoreError};
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::sync::Arc;
+use std::time::Duration;
 
 #[derive(Clone, FromRef)]
 pub struct AppState {
     pub store: Store,
     pub tokens: Arc<Tokens>,
-    #[allow(dead_code)] // used by the loader routes of issue #3
     pub queue: Queue,
+    pub secrets: aws_sdk_secretsmanager::Client,
+    pub aws: aws_config::SdkConfig,
+    pub allow: Arc<AllowList>,
 }
 
 pub fn router(state: AppState) -> Router {
-    ferry_shared::http::finish(Router::new().route("/loaders", get(list)).with_state(state))
+    ferry_shared::http::finish(
+        Router::new()
+            .route("/loaders", get(list))
+            .route("/loaders/{id}", get(show).patch(patch))
+            .route("/mongo/start_loader", post(mongo_start_loader))
+            .route("/mongo/start_crud", post(mongo_start_crud))
+            .route("/mongo/stop_loader", post(stop))
+            .route("/mongo/count", get(mongo_count))
+            .route("/mongo/delete_database", delete(mongo_delete_database))
+            .route("/mongo/delete_collection", delete(mongo_delete_collection))
+            .route("/mysql/start_loader", post(mysql_start_loader))
+            .route("/mysql/start_crud", post(mysql_start_crud))
+            .route("/mysql/restore", post(mysql_restore))
+            .route("/mysql/stop_loader", post(stop))
+            .route("/mysql/count", get(mysql_count))
+            .route("/mysql/delete_database", delete(mysql_delete_database))
+            .route("/mysql/delete_table", delete(mysql_delete_table))
+            .route("/dynamo/start_loader", post(dynamo_start_loader))
+            .route("/dynamo/start_crud", post(dynamo_start_crud))
+            .route("/dynamo/stop_loader", post(stop))
+            .route("/dynamo/count", get(dynamo_count))
+            .route("/dynamo/delete_table", delete(dynamo_delete_table))
+            .route("/s3/start_loader", post(s3_not_built))
+            .route("/s3/restore", post(s3_not_built))
+            .route("/s3/stop_loader", post(stop))
+            .with_state(state),
+    )
+}
+
+type Reply = Result<(StatusCode, Json<Value>), ApiError>;
+
+fn target_error(field: &str, e: TargetError) -> ApiError {
+    match e {
+        TargetError::Unreachable(m) => ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "target_unreachable",
+            format!("the target could not be reached: {m}"),
+        )
+        .field(field),
+        TargetError::Refused(m) => ApiError::bad_request("target_refused", m).field(field),
+        TargetError::Failed(m) => {
+            ApiError::new(StatusCode::BAD_GATEWAY, "target_error", m).field(field)
+        }
+    }
+}
+
+async fn allowed(allow: &AllowList, field: &str, host: &str) -> Result<(), ApiError> {
+    allow
+        .check(host)
+        .await
+        .map_err(|e| ApiError::forbidden(e.to_string()).field(field))
+}
+
+// ------------------------------------------------------------------------------------ views
+
+/// What the API shows of a loader: the original's keys plus ferry's; never a secret or its ARN.
+pub fn view(l: &Loader) -> Value {
+    let t = &l.target;
+    let (database, collection) = match l.kind {
+        Kind::S3 => (json!(t.buckets), json!(t.buckets)),
+        _ => (json!(t.database), json!(t.collection)),
+    };
+    json!({
+        "loader_id": l.loader_id,
+        "kind": l.kind,
+        "database": database,
+        "collection": collection,
+        "status": l.phase.status(),
+        "phase": l.phase,
+        "target": {
+            "host": t.host, "port": t.port, "username": t.username, "database": t.database,
+            "collection": t.collection, "buckets": t.buckets, "region": t.region,
+        },
+        "target_count": l.spec.target_count,
+        "buffer": l.spec.buffer,
+        "current_count": l.progress.count,
+        "ops": l.progress.ops,
+        "ops_per_sec": l.progress.ops_per_sec,
+        "rate_limit": l.spec.rate_limit,
+        "mix": l.spec.mix,
+        "document_size": l.spec.document_size,
+        "crud": l.spec.crud,
+        "time_for_crud_in_mins": l.spec.crud_minutes,
+        "created_at": l.created_at,
+        "started_at": l.started_at,
+        "updated_at": l.updated_at,
+        "last_error": l.last_error,
+        "runs": l.runs,
+    })
+}
+
+fn reply(l: &Loader, response: String) -> (StatusCode, Json<Value>) {
+    let mut v = view(l);
+    v["response"] = json!(response);
+    v["loader"] = view(l);
+    (StatusCode::OK, Json(v))
 }
 
 #[derive(Deserialize)]
@@ -45,7 +157,714 @@ async fn list(
     }
     let page = state
         .store
-        .list::<Value>(&Listing::loaders(), q.limit, q.cursor.as_deref(), true)
+        .list::<Loader>(&Listing::loaders(), q.limit, q.cursor.as_deref(), true)
         .await?;
-    Ok(Json(json!({"loaders": page.items, "cursor": page.cursor})))
+    let items: Vec<Value> = page.items.iter().map(view).collect();
+    Ok(Json(json!({"loaders": items, "cursor": page.cursor})))
+}
+
+async fn load(store: &Store, id: &str) -> Result<Loader, ApiError> {
+    store
+        .get::<Loader>(&Key::loader(id))
+        .await?
+        .map(|v| v.value)
+        .ok_or_else(|| {
+            ApiError::not_found(format!("loader {id} does not exist")).field("loader_id")
+        })
+}
+
+async fn show(State(s): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    Ok(Json(view(&load(&s.store, &id).await?)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PatchBody {
+    #[serde(default, deserialize_with = "some")]
+    rate_limit: Option<Option<u32>>,
+    mix: Option<Mix>,
+}
+
+fn some<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<u32>>, D::Error> {
+    Option::<u32>::deserialize(d).map(Some)
+}
+
+async fn patch(
+    State(s): State<AppState>,
+    _caller: Authenticated,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<PatchBody>,
+) -> Result<Json<Value>, ApiError> {
+    load(&s.store, &id).await?;
+    let now = now_rfc3339();
+    let l = s
+        .store
+        .transition(&Key::loader(&id), meta, |l: Loader| {
+            l.patch(body.rate_limit, body.mix, &now)
+        })
+        .await?;
+    Ok(Json(view(&l.value)))
+}
+
+fn meta(l: &Loader) -> Meta {
+    IndexKey::loader(&l.created_at, &l.loader_id).into()
+}
+
+// ------------------------------------------------------------------------------------ start
+
+/// What a start request asks, common to every kind.
+struct Start {
+    kind: Kind,
+    target: Target,
+    creds: Creds,
+    spec: Option<Spec>,
+    restart: Option<String>,
+}
+
+fn spec_of(
+    f: &Fields,
+    crud: bool,
+    count_fields: &[&str],
+    default_size: u32,
+) -> Result<Option<Spec>, ApiError> {
+    let mut target = None;
+    for name in count_fields {
+        if let Some(v) = f.u64(name)? {
+            target = Some(v);
+            break;
+        }
+    }
+    let Some(target_count) = target else {
+        return Ok(None);
+    };
+    let mix = match f.value("mix") {
+        None => Mix::default(),
+        Some(v) => serde_json::from_value(v.clone())
+            .map_err(|_| ApiError::invalid("mix", "must be {insert, update, delete} weights"))?,
+    };
+    let document_size = f.u64("document_size")?.unwrap_or(u64::from(default_size));
+    if !(1..=1_000_000).contains(&document_size) {
+        return Err(ApiError::invalid(
+            "document_size",
+            "must be between 1 and 1000000 bytes",
+        ));
+    }
+    let rate_limit = match f.u64("rate_limit")? {
+        Some(0) => return Err(ApiError::invalid("rate_limit", "must be above 0")),
+        Some(r) => Some(r.min(u64::from(u32::MAX)) as u32),
+        None => None,
+    };
+    let spec = Spec {
+        target_count,
+        buffer: f.u64("num_buffer")?.unwrap_or(500),
+        document_size: document_size as u32,
+        crud: crud && f.bool("crud")?.unwrap_or(true),
+        crud_minutes: f.f64("time_for_crud_in_mins")?,
+        mix,
+        rate_limit,
+        table_columns: f.str("table_columns")?,
+        init_config: f.bool("init_config")?.unwrap_or(false),
+        s3: None,
+    };
+    ferry_shared::domain::loader::validate_spec(&spec)
+        .map_err(|m| ApiError::bad_request("invalid_field", m))?;
+    Ok(Some(spec))
+}
+
+async fn begin(s: &AppState, start: Start, caller: &str) -> Reply {
+    if let Some(id) = start.restart {
+        return restart(s, start.kind, &id, start.spec, caller).await;
+    }
+    let spec = start.spec.expect("checked by the caller");
+    let id = new_id();
+    let now = now_rfc3339();
+    let lock_key = start.target.lock_key(start.kind);
+    claim_target(s, &lock_key, &id).await?;
+    let mut target = start.target;
+    if !start.creds.is_empty() {
+        target.secret_arn = Some(store_secret(s, &id, &start.creds).await?);
+    }
+    let loader = Loader::new(&id, start.kind, target, spec, &now)
+        .map_err(|c| ApiError::bad_request("invalid_field", c.0))?;
+    s.store
+        .create(&Key::loader(&id), &meta(&loader), &loader)
+        .await?;
+    send_tick(s, &id, 0).await?;
+    tracing::info!(loader_id = %id, kind = ?loader.kind, caller, "loader started");
+    Ok(reply(&loader, format!("Loader {id} started successfully")))
+}
+
+/// One loader per target: the lock item names the loader that holds it; an ended holder gives it up.
+async fn claim_target(s: &AppState, lock_key: &str, id: &str) -> Result<(), ApiError> {
+    #[derive(Serialize, Deserialize, Clone)]
+    struct Lock {
+        loader_id: String,
+    }
+    let key = Key::loader_target(lock_key);
+    let mine = Lock {
+        loader_id: id.to_string(),
+    };
+    match s.store.create(&key, &Meta::default(), &mine).await {
+        Ok(()) => return Ok(()),
+        Err(StoreError::Exists) => {}
+        Err(e) => return Err(e.into()),
+    }
+    let Some(held) = s.store.get::<Lock>(&key).await? else {
+        return Err(ApiError::conflict("the target's lock changed; try again"));
+    };
+    let holder = held.value.loader_id.clone();
+    if holder != id
+        && let Some(l) = s.store.get::<Loader>(&Key::loader(&holder)).await?
+        && l.value.phase.is_active()
+    {
+        return Err(ApiError::conflict(format!(
+            "loader {holder} is already running on this target"
+        ))
+        .with("loader_id", json!(holder)));
+    }
+    let store = s.store.clone();
+    let check = move |l: Lock| -> Result<Lock, Conflict> {
+        if l.loader_id == holder || l.loader_id == mine.loader_id {
+            Ok(mine.clone())
+        } else {
+            Err(Conflict(format!("loader {} took this target", l.loader_id)))
+        }
+    };
+    store
+        .transition(&key, |_: &Lock| Meta::default(), check)
+        .await
+        .map(|_| ())
+        .map_err(ApiError::from)
+}
+
+async fn restart(s: &AppState, kind: Kind, id: &str, spec: Option<Spec>, caller: &str) -> Reply {
+    let current = load(&s.store, id).await?;
+    if current.kind != kind {
+        return Err(ApiError::invalid(
+            "loader_id",
+            format!("is a {} loader", current.kind.as_str()),
+        ));
+    }
+    claim_target(s, &current.target.lock_key(kind), id).await?;
+    let now = now_rfc3339();
+    let spec = spec.map(|mut sp| {
+        // Fields the restart did not carry stay as they were.
+        sp.table_columns = sp.table_columns.or(current.spec.table_columns.clone());
+        sp.s3 = current.spec.s3.clone();
+        sp
+    });
+    let l = s
+        .store
+        .transition(&Key::loader(id), meta, |l: Loader| {
+            l.restart(spec.clone(), &now)
+        })
+        .await?
+        .value;
+    send_tick(s, id, l.tick).await?;
+    tracing::info!(loader_id = %id, tick = l.tick, caller, "loader restarted");
+    Ok(reply(&l, format!("Loader {id} restarted successfully")))
+}
+
+async fn send_tick(s: &AppState, id: &str, tick: u64) -> Result<(), ApiError> {
+    s.queue
+        .send(&LoaderMessage::Tick {
+            loader_id: id.to_string(),
+            tick,
+        })
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(())
+}
+
+async fn store_secret(s: &AppState, id: &str, creds: &Creds) -> Result<String, ApiError> {
+    let value = serde_json::to_string(creds).map_err(ApiError::internal)?;
+    let out = s
+        .secrets
+        .create_secret()
+        .name(format!("ferry/loaders/{id}"))
+        .description("credentials of a ferry loader's target")
+        .secret_string(value)
+        .send()
+        .await
+        .map_err(|e| {
+            ApiError::internal(anyhow::anyhow!(
+                "create_secret: {}",
+                aws_sdk_secretsmanager::error::DisplayErrorContext(e)
+            ))
+        })?;
+    out.arn
+        .ok_or_else(|| ApiError::internal(anyhow::anyhow!("create_secret returned no ARN")))
+}
+
+// ------------------------------------------------------------------------------------ stop
+
+async fn stop(State(s): State<AppState>, Authenticated(caller): Authenticated, f: Fields) -> Reply {
+    let caller = caller.sub;
+    f.require(&["loader_id"])?;
+    let id = f.str("loader_id")?.unwrap_or_default();
+    load(&s.store, &id).await?;
+    let now = now_rfc3339();
+    let mut l = s
+        .store
+        .transition(&Key::loader(&id), meta, |l: Loader| l.request_stop(&now))
+        .await?
+        .value;
+    // The worker finishes its batch and marks the loader stopped within a slice; wait a little so the
+    // answer is usually the final state, as the original's was.
+    for _ in 0..30 {
+        if l.phase != Phase::Stopping {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        l = load(&s.store, &id).await?;
+    }
+    tracing::info!(loader_id = %id, caller, phase = ?l.phase, "stop asked");
+    let word = if l.phase == Phase::Stopping {
+        "is stopping"
+    } else {
+        "stopped successfully"
+    };
+    Ok(reply(&l, format!("Loader {id} {word}")))
+}
+
+// ------------------------------------------------------------------------------------ mongo
+
+const MONGO_REQUIRED: [&str; 3] = ["ip", "database_name", "collection_name"];
+
+struct MongoReq {
+    target: Target,
+    creds: Creds,
+    database: String,
+    collection: String,
+}
+
+async fn mongo_req(s: &AppState, f: &Fields, need_collection: bool) -> Result<MongoReq, ApiError> {
+    let atlas = f.str("atlas_url")?;
+    let required: &[&str] = match (atlas.is_some(), need_collection) {
+        (true, true) => &["database_name", "collection_name"],
+        (true, false) => &["database_name"],
+        (false, true) => &MONGO_REQUIRED,
+        (false, false) => &MONGO_REQUIRED[..2],
+    };
+    f.require(required)?;
+    let database = f.str("database_name")?.unwrap_or_default();
+    let collection = f.str("collection_name")?.unwrap_or_default();
+    for (field, v) in [
+        ("database_name", &database),
+        ("collection_name", &collection),
+    ] {
+        if !v.is_empty() {
+            ferry_shared::loaders::check_identifier(field, v)
+                .map_err(|m| ApiError::invalid(field, m))?;
+        }
+    }
+    let creds = Creds {
+        password: f.str("password")?,
+        atlas_url: atlas.clone(),
+        ..Creds::default()
+    };
+    let mut target = Target {
+        host: f.str("ip")?,
+        port: Some(f.port("port", 27017)?),
+        username: f.str("username")?,
+        database: Some(database.clone()),
+        collection: Some(collection.clone()).filter(|c| !c.is_empty()),
+        ..Target::default()
+    };
+    if let Some(url) = &atlas {
+        if !(url.starts_with("mongodb://") || url.starts_with("mongodb+srv://")) {
+            return Err(ApiError::invalid(
+                "atlas_url",
+                "must be a mongodb:// or mongodb+srv:// connection string",
+            ));
+        }
+        let hosts = mongo::hosts_of(url);
+        target.host = Some(hosts.join(","));
+        target.port = None;
+        target.username = None;
+        for h in &hosts {
+            allowed(&s.allow, "atlas_url", h).await?;
+        }
+    } else {
+        allowed(&s.allow, "ip", target.host.as_deref().unwrap_or_default()).await?;
+    }
+    Ok(MongoReq {
+        target,
+        creds,
+        database,
+        collection,
+    })
+}
+
+async fn mongo_connect(r: &MongoReq) -> Result<Mongo, ApiError> {
+    let field = if r.creds.atlas_url.is_some() {
+        "atlas_url"
+    } else {
+        "ip"
+    };
+    Mongo::connect(&r.target, &r.creds, &r.database, &r.collection)
+        .await
+        .map_err(|e| target_error(field, e))
+}
+
+async fn mongo_start(s: AppState, caller: String, f: Fields, crud: bool) -> Reply {
+    let restart = f.str("loader_id")?;
+    let spec = spec_of(&f, crud, &["target_num_docs", "initial_doc_count"], 1024)?;
+    if let Some(id) = restart {
+        return begin(
+            &s,
+            Start {
+                kind: Kind::Mongo,
+                target: Target::default(),
+                creds: Creds::default(),
+                spec,
+                restart: Some(id),
+            },
+            &caller,
+        )
+        .await;
+    }
+    let r = mongo_req(&s, &f, true).await?;
+    if spec.is_none() {
+        return Err(crate::fields::missing_error(
+            "target_num_docs",
+            &["target_num_docs"],
+            &[&MONGO_REQUIRED[..], &["target_num_docs"]].concat(),
+        ));
+    }
+    mongo_connect(&r).await?;
+    begin(
+        &s,
+        Start {
+            kind: Kind::Mongo,
+            target: r.target,
+            creds: r.creds,
+            spec,
+            restart: None,
+        },
+        &caller,
+    )
+    .await
+}
+
+async fn mongo_start_loader(
+    State(s): State<AppState>,
+    Authenticated(c): Authenticated,
+    f: Fields,
+) -> Reply {
+    let c = c.sub;
+    mongo_start(s, c, f, true).await
+}
+
+async fn mongo_start_crud(
+    State(s): State<AppState>,
+    Authenticated(c): Authenticated,
+    f: Fields,
+) -> Reply {
+    let c = c.sub;
+    mongo_start(s, c, f, true).await
+}
+
+async fn mongo_count(State(s): State<AppState>, f: Fields) -> Reply {
+    let r = mongo_req(&s, &f, true).await?;
+    let m = mongo_connect(&r).await?;
+    let n = m
+        .count()
+        .await
+        .map_err(|e| target_error("collection_name", e))?;
+    Ok((StatusCode::OK, Json(json!({"count": n}))))
+}
+
+async fn mongo_delete_database(State(s): State<AppState>, _c: Authenticated, f: Fields) -> Reply {
+    let r = mongo_req(&s, &f, false).await?;
+    let m = mongo_connect(&r).await?;
+    m.drop_database()
+        .await
+        .map_err(|e| target_error("database_name", e))?;
+    Ok((StatusCode::OK, Json(json!({"response": "SUCCESS"}))))
+}
+
+async fn mongo_delete_collection(State(s): State<AppState>, _c: Authenticated, f: Fields) -> Reply {
+    let r = mongo_req(&s, &f, true).await?;
+    let m = mongo_connect(&r).await?;
+    m.drop_collection()
+        .await
+        .map_err(|e| target_error("collection_name", e))?;
+    Ok((StatusCode::OK, Json(json!({"response": "SUCCESS"}))))
+}
+
+// ------------------------------------------------------------------------------------ mysql
+
+const MYSQL_REQUIRED: [&str; 5] = [
+    "host",
+    "username",
+    "password",
+    "database_name",
+    "table_name",
+];
+
+async fn mysql_req(
+    s: &AppState,
+    f: &Fields,
+    required: &[&str],
+) -> Result<(Target, Creds), ApiError> {
+    f.require(required)?;
+    let target = Target {
+        host: f.str("host")?,
+        port: Some(f.port("port", 3306)?),
+        username: f.str("username")?,
+        database: f.str("database_name")?,
+        collection: f.str("table_name")?,
+        ..Target::default()
+    };
+    allowed(&s.allow, "host", target.host.as_deref().unwrap_or_default()).await?;
+    let creds = Creds {
+        password: f.str("password")?,
+        ..Creds::default()
+    };
+    Ok((target, creds))
+}
+
+async fn mysql_connect(t: &Target, c: &Creds) -> Result<Mysql, ApiError> {
+    Mysql::connect(
+        t,
+        c,
+        t.database.as_deref().unwrap_or_default(),
+        t.collection.as_deref().unwrap_or_default(),
+        1,
+    )
+    .await
+    .map_err(|e| match e {
+        TargetError::Refused(m) if m.contains("database_name") => {
+            ApiError::invalid("database_name", m)
+        }
+        TargetError::Refused(m) if m.contains("table_name") => ApiError::invalid("table_name", m),
+        other => target_error("host", other),
+    })
+}
+
+async fn mysql_start(s: AppState, caller: String, f: Fields, crud: bool, counts: &[&str]) -> Reply {
+    let spec = spec_of(&f, crud, counts, 1024)?;
+    if let Some(id) = f.str("loader_id")? {
+        return begin(
+            &s,
+            Start {
+                kind: Kind::Mysql,
+                target: Target::default(),
+                creds: Creds::default(),
+                spec,
+                restart: Some(id),
+            },
+            &caller,
+        )
+        .await;
+    }
+    let init = f.bool("init_config")?.unwrap_or(false);
+    let mut required = MYSQL_REQUIRED.to_vec();
+    if init {
+        required.push("table_columns");
+    }
+    required.push(counts[0]);
+    let (target, creds) = mysql_req(&s, &f, &required).await?;
+    let spec = spec.expect("the count field is required above");
+    let m = mysql_connect(&target, &creds).await?;
+    if init {
+        m.init(spec.table_columns.as_deref().unwrap_or_default())
+            .await
+            .map_err(|e| match e {
+                TargetError::Refused(msg) => ApiError::invalid("table_columns", msg),
+                other => target_error("host", other),
+            })?;
+    }
+    m.columns().await.map_err(|e| match e {
+        TargetError::Refused(msg) => ApiError::invalid("table_name", msg),
+        other => target_error("host", other),
+    })?;
+    begin(
+        &s,
+        Start {
+            kind: Kind::Mysql,
+            target,
+            creds,
+            spec: Some(spec),
+            restart: None,
+        },
+        &caller,
+    )
+    .await
+}
+
+async fn mysql_start_loader(
+    State(s): State<AppState>,
+    Authenticated(c): Authenticated,
+    f: Fields,
+) -> Reply {
+    let c = c.sub;
+    mysql_start(s, c, f, true, &["target_num_docs", "initial_doc_count"]).await
+}
+
+async fn mysql_start_crud(
+    State(s): State<AppState>,
+    Authenticated(c): Authenticated,
+    f: Fields,
+) -> Reply {
+    let c = c.sub;
+    mysql_start(s, c, f, true, &["target_num_docs", "initial_doc_count"]).await
+}
+
+/// The original's restore: bring the table to `doc_count` rows, then end (no CRUD).
+async fn mysql_restore(
+    State(s): State<AppState>,
+    Authenticated(c): Authenticated,
+    f: Fields,
+) -> Reply {
+    let c = c.sub;
+    mysql_start(s, c, f, false, &["doc_count"]).await
+}
+
+async fn mysql_count(State(s): State<AppState>, f: Fields) -> Reply {
+    let (t, c) = mysql_req(&s, &f, &MYSQL_REQUIRED).await?;
+    let m = mysql_connect(&t, &c).await?;
+    let n = m.count().await.map_err(|e| match e {
+        TargetError::Refused(msg) => ApiError::invalid("table_name", msg),
+        other => target_error("host", other),
+    })?;
+    Ok((StatusCode::OK, Json(json!({"count": n}))))
+}
+
+async fn mysql_delete_database(State(s): State<AppState>, _c: Authenticated, f: Fields) -> Reply {
+    let (t, c) = mysql_req(&s, &f, &MYSQL_REQUIRED[..4]).await?;
+    let m = mysql_connect(&t, &c).await?;
+    m.drop_database()
+        .await
+        .map_err(|e| target_error("database_name", e))?;
+    Ok((StatusCode::OK, Json(json!({"response": "SUCCESS"}))))
+}
+
+async fn mysql_delete_table(State(s): State<AppState>, _c: Authenticated, f: Fields) -> Reply {
+    let (t, c) = mysql_req(&s, &f, &MYSQL_REQUIRED).await?;
+    let m = mysql_connect(&t, &c).await?;
+    m.drop_table()
+        .await
+        .map_err(|e| target_error("table_name", e))?;
+    Ok((StatusCode::OK, Json(json!({"response": "SUCCESS"}))))
+}
+
+// ------------------------------------------------------------------------------------ dynamo
+
+fn dynamo_req(f: &Fields, required: &[&str]) -> Result<(Target, Creds), ApiError> {
+    f.require(required)?;
+    let table = f.str("table_name")?.unwrap_or_default();
+    ferry_shared::loaders::check_identifier("table_name", &table)
+        .map_err(|m| ApiError::invalid("table_name", m))?;
+    Ok((
+        Target {
+            database: Some(table.clone()),
+            collection: Some(table),
+            region: f.str("region")?,
+            ..Target::default()
+        },
+        Creds {
+            access_key: f.str("access_key")?,
+            secret_key: f.str("secret_key")?,
+            session_token: f.str("session_token")?,
+            ..Creds::default()
+        },
+    ))
+}
+
+async fn dynamo_open(
+    s: &AppState,
+    t: &Target,
+    c: &Creds,
+    create: bool,
+) -> Result<Dynamo, ApiError> {
+    let client = dynamo::client(&s.aws, t.region.as_deref(), c);
+    let open = Dynamo::open(client, t.collection.as_deref().unwrap_or_default(), create);
+    match tokio::time::timeout(Duration::from_secs(10), open).await {
+        Ok(r) => r.map_err(|e| match e {
+            TargetError::Refused(m) => ApiError::not_found(m).field("table_name"),
+            other => target_error("table_name", other),
+        }),
+        Err(_) => Err(target_error(
+            "table_name",
+            TargetError::Unreachable("timed out".into()),
+        )),
+    }
+}
+
+async fn dynamo_start(s: AppState, caller: String, f: Fields, crud: bool) -> Reply {
+    let spec = spec_of(&f, crud, &["target_num_docs", "initial_doc_count"], 1024)?;
+    if let Some(id) = f.str("loader_id")? {
+        return begin(
+            &s,
+            Start {
+                kind: Kind::Dynamo,
+                target: Target::default(),
+                creds: Creds::default(),
+                spec,
+                restart: Some(id),
+            },
+            &caller,
+        )
+        .await;
+    }
+    let (target, creds) = dynamo_req(&f, &["table_name", "target_num_docs"])?;
+    dynamo_open(&s, &target, &creds, true).await?;
+    begin(
+        &s,
+        Start {
+            kind: Kind::Dynamo,
+            target,
+            creds,
+            spec,
+            restart: None,
+        },
+        &caller,
+    )
+    .await
+}
+
+async fn dynamo_start_loader(
+    State(s): State<AppState>,
+    Authenticated(c): Authenticated,
+    f: Fields,
+) -> Reply {
+    let c = c.sub;
+    dynamo_start(s, c, f, true).await
+}
+
+async fn dynamo_start_crud(
+    State(s): State<AppState>,
+    Authenticated(c): Authenticated,
+    f: Fields,
+) -> Reply {
+    let c = c.sub;
+    dynamo_start(s, c, f, true).await
+}
+
+async fn dynamo_count(State(s): State<AppState>, f: Fields) -> Reply {
+    let (t, c) = dynamo_req(&f, &["table_name"])?;
+    let d = dynamo_open(&s, &t, &c, false).await?;
+    let n = d.count().await.map_err(|e| target_error("table_name", e))?;
+    Ok((StatusCode::OK, Json(json!({"count": n}))))
+}
+
+async fn dynamo_delete_table(State(s): State<AppState>, _c: Authenticated, f: Fields) -> Reply {
+    let (t, c) = dynamo_req(&f, &["table_name"])?;
+    let d = dynamo_open(&s, &t, &c, false).await?;
+    d.delete_table()
+        .await
+        .map_err(|e| target_error("table_name", e))?;
+    Ok((StatusCode::OK, Json(json!({"response": "SUCCESS"}))))
+}
+
+// ------------------------------------------------------------------------------------ s3
+
+async fn s3_not_built(_c: Authenticated) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_IMPLEMENTED,
+        "not_implemented",
+        "the S3 loader is not built yet (its file encoders exist; the engine does not)",
+    )
 }

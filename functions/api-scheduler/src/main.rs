@@ -11,6 +11,7 @@ struct Config {
     sync_queue_url: String,
     schedules: routes::ScheduleTarget,
     data_bucket: String,
+    secret_prefix: String,
 }
 
 impl Config {
@@ -26,6 +27,7 @@ impl Config {
                 role_arn: config::required("SCHEDULER_ROLE_ARN")?,
             },
             data_bucket: config::required("DATA_BUCKET")?,
+            secret_prefix: config::required("SOURCE_SECRET_PREFIX")?,
         })
     }
 }
@@ -47,6 +49,8 @@ async fn main() -> Result<(), lambda_http::Error> {
         scheduler: aws_sdk_scheduler::Client::new(&aws),
         target: std::sync::Arc::new(config.schedules),
         data_bucket: std::sync::Arc::from(config.data_bucket),
+        secrets: aws_sdk_secretsmanager::Client::new(&aws),
+        secret_prefix: std::sync::Arc::new(config.secret_prefix),
     };
     ferry_shared::http::run(routes::router(state)).await
 }

@@ -7,7 +7,7 @@ use aws_sdk_scheduler::types::{
 };
 use axum::extract::{FromRef, Path, State};
 use axum::http::StatusCode;
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, patch, post};
 use axum::{Json, Router};
 use ferry_shared::auth::{Authenticated, Tokens};
 use ferry_shared::domain::sync::{
@@ -40,6 +40,14 @@ pub struct AppState {
     pub scheduler: aws_sdk_scheduler::Client,
     pub target: Arc<ScheduleTarget>,
     pub data_bucket: Arc<str>,
+    pub secrets: aws_sdk_secretsmanager::Client,
+    /// Name prefix of the secrets holding foreign sources' keys (`<prefix><job_id>`).
+    pub secret_prefix: Arc<String>,
+}
+
+/// A job's item keeps its listing index entry through every transition.
+fn job_meta(j: &Job) -> Meta {
+    IndexKey::job(&j.created_at, &j.job_id).into()
 }
 
 pub fn router(state: AppState) -> Router {
@@ -48,7 +56,11 @@ pub fn router(state: AppState) -> Router {
             .route("/api/v1/scheduler/create_job", post(create_job))
             .route("/api/v1/scheduler/list_jobs", get(list_jobs))
             .route("/api/v1/scheduler/delete_job", delete(delete_job))
+            .route("/api/v1/scheduler/update_job", patch(update_job))
+            .route("/api/v1/scheduler/bulk_delete", post(bulk_delete))
             .route("/api/v1/jobs/{id}/run", post(run_now))
+            .route("/api/v1/jobs/{id}/pause", post(pause_job))
+            .route("/api/v1/jobs/{id}/resume", post(resume_job))
             .route("/api/v1/jobs/{id}/runs", get(list_runs))
             .route("/api/v1/jobs/{id}/objects", get(list_objects))
             .with_state(state),
@@ -80,12 +92,55 @@ struct CreateJob {
     max_attempts: Option<u32>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct ConnectorConfig {
     bucket_name: Option<String>,
     #[serde(default)]
     prefix: String,
+    /// A foreign S3-compatible source: its endpoint, region and keys (the keys go to Secrets Manager).
+    endpoint_url: Option<String>,
+    region: Option<String>,
+    access_key_id: Option<String>,
+    secret_access_key: Option<String>,
+    session_token: Option<String>,
+}
+
+/// Source keys to store in Secrets Manager (never logged, never answered).
+struct NewCredentials(String);
+
+fn endpoint_rule(url: &str) -> Result<(), ApiError> {
+    let ok = (url.starts_with("http://") || url.starts_with("https://"))
+        && url.len() <= 2048
+        && !url.chars().any(|c| c.is_whitespace() || c.is_control());
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(
+            "connector_config.endpoint_url",
+            "must be an http:// or https:// URL",
+        ))
+    }
+}
+
+fn credentials_rule(cc: &ConnectorConfig) -> Result<Option<NewCredentials>, ApiError> {
+    match (&cc.access_key_id, &cc.secret_access_key) {
+        (None, None) if cc.session_token.is_none() => Ok(None),
+        (Some(id), Some(secret)) if !id.trim().is_empty() && !secret.is_empty() => {
+            Ok(Some(NewCredentials(
+                json!({"access_key_id": id.trim(), "secret_access_key": secret, "session_token": cc.session_token})
+                    .to_string(),
+            )))
+        }
+        (None, _) | (Some(_), Some(_)) => Err(ApiError::invalid(
+            "connector_config.access_key_id",
+            "must be given, non-empty, together with secret_access_key",
+        )),
+        (Some(_), None) => Err(ApiError::invalid(
+            "connector_config.secret_access_key",
+            "must be given, non-empty, together with access_key_id",
+        )),
+    }
 }
 
 fn bucket_rule(field: &str, name: &str) -> Result<(), ApiError> {
@@ -105,7 +160,11 @@ fn bucket_rule(field: &str, name: &str) -> Result<(), ApiError> {
     }
 }
 
-fn validate(body: CreateJob, job_id: &str, data_bucket: &str) -> Result<Job, ApiError> {
+fn validate(
+    body: CreateJob,
+    job_id: &str,
+    data_bucket: &str,
+) -> Result<(Job, Option<NewCredentials>), ApiError> {
     let name = body.job_name.ok_or_else(|| ApiError::missing("job_name"))?;
     let name = name.trim().to_string();
     if !(3..=25).contains(&name.chars().count()) {
@@ -134,8 +193,23 @@ fn validate(body: CreateJob, job_id: &str, data_bucket: &str) -> Result<Job, Api
         .ok_or_else(|| ApiError::missing("connector_config"))?;
     let bucket = cc
         .bucket_name
+        .clone()
         .ok_or_else(|| ApiError::missing("connector_config.bucket_name"))?;
     bucket_rule("connector_config.bucket_name", &bucket)?;
+    if let Some(url) = &cc.endpoint_url {
+        endpoint_rule(url)?;
+    }
+    if let Some(r) = &cc.region
+        && (r.is_empty()
+            || r.len() > 32
+            || !r.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
+    {
+        return Err(ApiError::invalid(
+            "connector_config.region",
+            "must be a region name such as us-east-1",
+        ));
+    }
+    let credentials = credentials_rule(&cc)?;
     let destination = match body.destination {
         Some(d) => {
             bucket_rule("destination.bucket", &d.bucket)?;
@@ -165,7 +239,7 @@ fn validate(body: CreateJob, job_id: &str, data_bucket: &str) -> Result<Job, Api
         ));
     }
     let now = now_rfc3339();
-    Ok(Job {
+    let job = Job {
         job_id: job_id.to_string(),
         job_name: name,
         connector_type: "S3".into(),
@@ -175,6 +249,9 @@ fn validate(body: CreateJob, job_id: &str, data_bucket: &str) -> Result<Job, Api
         connector_config: Source {
             bucket_name: bucket,
             prefix: cc.prefix,
+            endpoint_url: cc.endpoint_url,
+            region: cc.region,
+            credentials_secret_arn: None,
         },
         destination,
         action: body.action.unwrap_or_default(),
@@ -185,7 +262,8 @@ fn validate(body: CreateJob, job_id: &str, data_bucket: &str) -> Result<Job, Api
         active_run: None,
         created_at: now.clone(),
         updated_at: now,
-    })
+    };
+    Ok((job, credentials))
 }
 
 /// chrono-tz is reached through the shared crate's schedule module's dependency.
@@ -200,18 +278,27 @@ async fn create_job(
 ) -> Reply {
     let JsonBody(body) = body.map_err(compat)?;
     let job_id = uuid::Uuid::new_v4().to_string();
-    let job = validate(body, &job_id, &s.data_bucket).map_err(compat)?;
-    s.store
+    let (mut job, credentials) = validate(body, &job_id, &s.data_bucket).map_err(compat)?;
+    if let Some(c) = credentials {
+        job.connector_config.credentials_secret_arn =
+            Some(store_credentials(&s, &job_id, c).await?);
+    }
+    let created = s
+        .store
         .create(
             &Key::job(&job_id),
             &IndexKey::job(&job.created_at, &job_id).into(),
             &job,
         )
-        .await
-        .map_err(|e| compat(e.into()))?;
+        .await;
+    if let Err(e) = created {
+        forget_credentials(&s, &job).await;
+        return Err(compat(e.into()));
+    }
     // The job exists only with its schedule: if the schedule cannot be created, the job is removed again.
     if let Err(e) = create_schedule(&s, &job).await {
         let _ = s.store.delete(&Key::job(&job_id)).await;
+        forget_credentials(&s, &job).await;
         return Err(compat(ApiError::bad_gateway(
             "could not create the job's schedule",
             e,
@@ -224,13 +311,13 @@ async fn create_job(
     ))
 }
 
-async fn create_schedule(s: &AppState, job: &Job) -> anyhow::Result<()> {
+fn schedule_target(s: &AppState, job: &Job) -> anyhow::Result<Target> {
     let input = serde_json::to_string(&SyncMessage::StartRun {
         job_id: job.job_id.clone(),
         trigger: Trigger::Schedule,
         run_id: None,
     })?;
-    let target = Target::builder()
+    Ok(Target::builder()
         .arn(&s.target.queue_arn)
         .role_arn(&s.target.role_arn)
         .input(input)
@@ -241,7 +328,25 @@ async fn create_schedule(s: &AppState, job: &Job) -> anyhow::Result<()> {
                 .build(),
         )
         .dead_letter_config(DeadLetterConfig::builder().arn(&s.target.dlq_arn).build())
-        .build()?;
+        .build()?)
+}
+
+fn schedule_state(job: &Job) -> ScheduleState {
+    match job.job_status {
+        JobStatus::Scheduled => ScheduleState::Enabled,
+        JobStatus::Paused => ScheduleState::Disabled,
+    }
+}
+
+fn scheduler_error<E, R>(e: aws_sdk_scheduler::error::SdkError<E, R>) -> anyhow::Error
+where
+    E: std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug,
+{
+    anyhow::anyhow!("{}", aws_sdk_scheduler::error::DisplayErrorContext(e))
+}
+
+async fn create_schedule(s: &AppState, job: &Job) -> anyhow::Result<()> {
     s.scheduler
         .create_schedule()
         .name(&job.job_id)
@@ -253,13 +358,64 @@ async fn create_schedule(s: &AppState, job: &Job) -> anyhow::Result<()> {
                 .mode(FlexibleTimeWindowMode::Off)
                 .build()?,
         )
-        .target(target)
-        .state(ScheduleState::Enabled)
+        .target(schedule_target(s, job)?)
+        .state(schedule_state(job))
         .description(format!("ferry sync job {}", job.job_name))
         .send()
         .await
-        .map_err(|e| anyhow::anyhow!("{}", aws_sdk_scheduler::error::DisplayErrorContext(e)))?;
+        .map_err(scheduler_error)?;
     Ok(())
+}
+
+/// Rewrites the job's schedule from the job (UpdateSchedule replaces every field).
+async fn update_schedule(s: &AppState, job: &Job) -> anyhow::Result<()> {
+    s.scheduler
+        .update_schedule()
+        .name(&job.job_id)
+        .group_name(&s.target.group)
+        .schedule_expression(&job.schedule_expression)
+        .schedule_expression_timezone(&job.timezone)
+        .flexible_time_window(
+            FlexibleTimeWindow::builder()
+                .mode(FlexibleTimeWindowMode::Off)
+                .build()?,
+        )
+        .target(schedule_target(s, job)?)
+        .state(schedule_state(job))
+        .description(format!("ferry sync job {}", job.job_name))
+        .send()
+        .await
+        .map_err(scheduler_error)?;
+    Ok(())
+}
+
+async fn store_credentials(
+    s: &AppState,
+    job_id: &str,
+    credentials: NewCredentials,
+) -> Result<String, ApiError> {
+    ferry_shared::secrets::put_string(
+        &s.secrets,
+        &format!("{}{job_id}", s.secret_prefix),
+        &credentials.0,
+    )
+    .await
+    .map_err(|e| {
+        compat(ApiError::bad_gateway(
+            "could not store the source credentials",
+            e,
+        ))
+    })
+}
+
+/// Deletes a job's credentials secret, if it has one; failures are logged (the secret is orphaned,
+/// not exposed).
+async fn forget_credentials(s: &AppState, job: &Job) {
+    if let Some(arn) = &job.connector_config.credentials_secret_arn
+        && let Err(e) = ferry_shared::secrets::delete(&s.secrets, arn).await
+    {
+        tracing::warn!(job_id = %job.job_id, error = %e, "could not delete the source credentials secret");
+    }
 }
 
 fn job_id_rule(raw: &str) -> Result<String, ApiError> {
@@ -329,11 +485,22 @@ async fn delete_job(
         .job_id
         .ok_or_else(|| compat(ApiError::missing("job_id")))?;
     let id = job_id_rule(&raw)?;
-    load_job(&s, &id).await?;
+    let job = load_job(&s, &id).await?;
+    remove_job(&s, &job).await?;
+    tracing::info!(job_id = %id, user = %caller.sub, "job deleted");
+    Ok((
+        StatusCode::OK,
+        Json(json!({"message": "Job deleted successfully"})),
+    ))
+}
+
+/// Deletes a job with its schedule and its credentials secret (schedule first: a job whose schedule
+/// could not be deleted stays, so the schedule never fires for a job that is gone).
+async fn remove_job(s: &AppState, job: &Job) -> Result<(), ApiError> {
     match s
         .scheduler
         .delete_schedule()
-        .name(&id)
+        .name(&job.job_id)
         .group_name(&s.target.group)
         .send()
         .await
@@ -345,18 +512,202 @@ async fn delete_job(
         Err(e) => {
             return Err(compat(ApiError::bad_gateway(
                 "could not delete the job's schedule",
-                anyhow::anyhow!("{}", aws_sdk_scheduler::error::DisplayErrorContext(e)),
+                scheduler_error(e),
             )));
         }
     }
     s.store
-        .delete(&Key::job(&id))
+        .delete(&Key::job(&job.job_id))
         .await
         .map_err(|e| compat(e.into()))?;
-    tracing::info!(job_id = %id, user = %caller.sub, "job deleted");
+    forget_credentials(s, job).await;
+    Ok(())
+}
+
+const MAX_BULK: usize = 100;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BulkDelete {
+    job_ids: Option<Vec<String>>,
+}
+
+/// Deletes several jobs; answers which ids were deleted, unknown, or malformed.
+async fn bulk_delete(
+    State(s): State<AppState>,
+    Authenticated(caller): Authenticated,
+    body: Result<JsonBody<BulkDelete>, ApiError>,
+) -> Reply {
+    let JsonBody(body) = body.map_err(compat)?;
+    let ids = body
+        .job_ids
+        .ok_or_else(|| compat(ApiError::missing("job_ids")))?;
+    if ids.is_empty() || ids.len() > MAX_BULK {
+        return Err(compat(ApiError::invalid(
+            "job_ids",
+            format!("must list 1 to {MAX_BULK} job ids"),
+        )));
+    }
+    let (mut deleted, mut not_found, mut invalid) = (Vec::new(), Vec::new(), Vec::new());
+    for raw in ids {
+        let Ok(id) = job_id_rule(&raw) else {
+            invalid.push(raw);
+            continue;
+        };
+        if deleted.contains(&id) {
+            continue;
+        }
+        match s.store.get::<Job>(&Key::job(&id)).await {
+            Ok(Some(job)) => {
+                remove_job(&s, &job.value).await?;
+                deleted.push(id);
+            }
+            Ok(None) => not_found.push(id),
+            Err(e) => return Err(compat(e.into())),
+        }
+    }
+    tracing::info!(user = %caller.sub, deleted = deleted.len(), "bulk delete");
     Ok((
         StatusCode::OK,
-        Json(json!({"message": "Job deleted successfully"})),
+        Json(json!({
+            "message": format!("{} job(s) deleted successfully", deleted.len()),
+            "deleted": deleted, "not_found": not_found, "invalid": invalid,
+        })),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpdateJob {
+    job_id: Option<String>,
+    job_name: Option<String>,
+    connector_type: Option<String>,
+    schedule: Option<String>,
+    timezone: Option<String>,
+    connector_config: Option<ConnectorConfig>,
+    destination: Option<Destination>,
+    action: Option<Action>,
+    chunk_size: Option<u64>,
+    concurrency: Option<u32>,
+    max_attempts: Option<u32>,
+}
+
+/// Changes a job: the fields given replace the job's (connector_config as a whole: omit it to keep
+/// the current source and its keys), with create_job's rules; the schedule follows.
+async fn update_job(
+    State(s): State<AppState>,
+    Authenticated(caller): Authenticated,
+    body: Result<JsonBody<UpdateJob>, ApiError>,
+) -> Reply {
+    let JsonBody(u) = body.map_err(compat)?;
+    let raw = u
+        .job_id
+        .ok_or_else(|| compat(ApiError::missing("job_id")))?;
+    let id = job_id_rule(&raw)?;
+    let current = load_job(&s, &id).await?;
+    let new_source = u.connector_config.is_some();
+    let merged = CreateJob {
+        job_name: u.job_name.or(Some(current.job_name.clone())),
+        connector_type: u.connector_type.or(Some(current.connector_type.clone())),
+        schedule: u.schedule.or(Some(current.schedule.clone())),
+        timezone: u.timezone.or(Some(current.timezone.clone())),
+        connector_config: u.connector_config.or_else(|| {
+            Some(ConnectorConfig {
+                bucket_name: Some(current.connector_config.bucket_name.clone()),
+                prefix: current.connector_config.prefix.clone(),
+                endpoint_url: current.connector_config.endpoint_url.clone(),
+                region: current.connector_config.region.clone(),
+                ..Default::default()
+            })
+        }),
+        destination: u.destination.or(Some(current.destination.clone())),
+        action: u.action.or(Some(current.action)),
+        chunk_size: u.chunk_size.or(Some(current.chunk_size)),
+        concurrency: u.concurrency.or(Some(current.concurrency)),
+        max_attempts: u.max_attempts.or(Some(current.max_attempts)),
+    };
+    let (mut next, credentials) = validate(merged, &id, &s.data_bucket).map_err(compat)?;
+    next.connector_config.credentials_secret_arn = match (new_source, credentials) {
+        (_, Some(c)) => Some(store_credentials(&s, &id, c).await?),
+        (false, None) => current.connector_config.credentials_secret_arn.clone(),
+        (true, None) => {
+            forget_credentials(&s, &current).await;
+            None
+        }
+    };
+    next.created_at = current.created_at.clone();
+    next.job_status = current.job_status;
+    let updated = s
+        .store
+        .transition(&Key::job(&id), job_meta, |cur: Job| {
+            Ok(Job {
+                active_run: cur.active_run,
+                job_status: cur.job_status,
+                ..next.clone()
+            })
+        })
+        .await
+        .map_err(|e| compat(e.into()))?
+        .value;
+    update_schedule(&s, &updated).await.map_err(|e| {
+        compat(ApiError::bad_gateway(
+            "could not update the job's schedule",
+            e,
+        ))
+    })?;
+    tracing::info!(job_id = %id, user = %caller.sub, "job updated");
+    Ok((
+        StatusCode::OK,
+        Json(json!({"job_id": id, "message": "Job updated successfully", "job": updated})),
+    ))
+}
+
+async fn pause_job(
+    State(s): State<AppState>,
+    Authenticated(caller): Authenticated,
+    Path(raw): Path<String>,
+) -> Reply {
+    set_paused(&s, &raw, true, &caller.sub).await
+}
+
+async fn resume_job(
+    State(s): State<AppState>,
+    Authenticated(caller): Authenticated,
+    Path(raw): Path<String>,
+) -> Reply {
+    set_paused(&s, &raw, false, &caller.sub).await
+}
+
+/// Pauses or resumes a job's schedule; if the schedule cannot follow, the job is put back.
+async fn set_paused(s: &AppState, raw: &str, pause: bool, user: &str) -> Reply {
+    let id = job_id_rule(raw)?;
+    load_job(s, &id).await?;
+    let now = now_rfc3339();
+    let job = s
+        .store
+        .transition(&Key::job(&id), job_meta, |j: Job| {
+            if pause { j.pause(&now) } else { j.resume(&now) }
+        })
+        .await
+        .map_err(|e| compat(e.into()))?
+        .value;
+    if let Err(e) = update_schedule(s, &job).await {
+        let _ = s
+            .store
+            .transition(&Key::job(&id), job_meta, |j: Job| {
+                if pause { j.resume(&now) } else { j.pause(&now) }
+            })
+            .await;
+        return Err(compat(ApiError::bad_gateway(
+            "could not update the job's schedule",
+            e,
+        )));
+    }
+    let message = if pause { "Job paused" } else { "Job resumed" };
+    tracing::info!(job_id = %id, %user, message, "schedule state changed");
+    Ok((
+        StatusCode::OK,
+        Json(json!({"job_id": id, "job_status": job.job_status, "message": message})),
     ))
 }
 
@@ -370,11 +721,9 @@ async fn run_now(
     let run_id = new_id();
     let now = now_rfc3339();
     s.store
-        .transition(
-            &Key::job(&id),
-            |_: &Job| Meta::default(),
-            |j: Job| j.start_run(&run_id, &now),
-        )
+        .transition(&Key::job(&id), job_meta, |j: Job| {
+            j.start_run(&run_id, &now)
+        })
         .await
         .map_err(|e| compat(e.into()))?;
     let run = Run::new(&id, &run_id, Trigger::Api, &now);
@@ -407,11 +756,9 @@ async fn run_now(
             .await;
         let _ = s
             .store
-            .transition(
-                &Key::job(&id),
-                |_: &Job| Meta::default(),
-                |j: Job| j.finish_run(&run_id, &now_rfc3339()),
-            )
+            .transition(&Key::job(&id), job_meta, |j: Job| {
+                j.finish_run(&run_id, &now_rfc3339())
+            })
             .await;
         return Err(compat(ApiError::internal(e)));
     }
@@ -526,11 +873,7 @@ async fn list_objects(
         .enumerate()
         .skip(offset)
         .take(limit)
-        .map(|(i, o)| {
-            let mut v = serde_json::to_value(&o).unwrap_or(Value::Null);
-            v["id"] = json!(i + 1);
-            v
-        })
+        .map(|(i, o)| object_view(i + 1, &o))
         .collect();
     Ok((
         StatusCode::OK,
@@ -538,6 +881,28 @@ async fn list_objects(
             json!({"job_id": id, "run_id": run_id, "limit": limit, "offset": offset, "objects": page, "total_objects": total}),
         ),
     ))
+}
+
+/// An object in the original's shape (id, object_key, object_size, last_position, status, job_id,
+/// created_at, updated_at) plus ferry's fields; the checkpoint internals (upload id, part ETags) stay in.
+fn object_view(id: usize, o: &ObjectRecord) -> Value {
+    json!({
+        "id": id,
+        "job_id": o.job_id,
+        "run_id": o.run_id,
+        "object_key": o.object_key,
+        "object_size": o.object_size,
+        "last_position": o.last_position,
+        "status": o.status,
+        "operation": o.op,
+        "etag": o.etag,
+        "attempts": o.attempts,
+        "error": o.error,
+        "parts_done": o.parts.len(),
+        "bytes_fetched": o.bytes_fetched,
+        "created_at": o.created_at,
+        "updated_at": o.updated_at,
+    })
 }
 
 /// The newest run that did something (skipped firings have no objects).

@@ -1,41 +1,38 @@
-//! worker-loader: consumes loader ticks (`LoaderMessage::Tick`). The tick engine of ARCHITECTURE §5 is
-//! issue #3; today a tick for a loader that does not exist is acknowledged as a permanent no-op, and any
-//! other tick is left for redelivery so that no work is dropped before the engine lands.
+//! worker-loader: consumes loader ticks (`LoaderMessage::Tick`) and runs one bounded slice of a loader
+//! per tick (see `engine`): MongoDB, MySQL and DynamoDB targets. The S3 loader's file encoders are in
+//! `s3files`; its engine is not wired yet.
+
+mod engine;
+#[allow(dead_code)] // the S3 loader's file encoders; the S3 slice is not wired yet
+mod s3files;
 
 use ferry_shared::config::{self, ConfigError};
-use ferry_shared::keys::Key;
-use ferry_shared::messages::LoaderMessage;
+use ferry_shared::loaders::allow::AllowList;
+use ferry_shared::queue::Queue;
 use ferry_shared::store::Store;
-use ferry_shared::worker::{RecordInfo, WorkError};
+use std::time::Duration;
 
 struct Config {
     table_name: String,
+    queue_url: String,
+    allowed_hosts: AllowList,
+    slice: Duration,
 }
 
 impl Config {
     fn from_env() -> Result<Self, ConfigError> {
-        // LOADER_QUEUE_URL is checked now so a mis-deployed function fails at start-up, not mid-chain.
-        config::required("LOADER_QUEUE_URL")?;
+        let hosts = config::required("LOADER_ALLOWED_HOSTS")?;
         Ok(Self {
             table_name: config::required("TABLE_NAME")?,
+            queue_url: config::required("LOADER_QUEUE_URL")?,
+            allowed_hosts: AllowList::parse(&hosts).map_err(|reason| ConfigError::Invalid {
+                name: "LOADER_ALLOWED_HOSTS",
+                reason,
+            })?,
+            slice: Duration::from_secs(
+                config::parsed::<u64>("LOADER_SLICE_SECS", 10)?.clamp(1, 600),
+            ),
         })
-    }
-}
-
-async fn handle(store: &Store, message: LoaderMessage, info: RecordInfo) -> Result<(), WorkError> {
-    let LoaderMessage::Tick { loader_id, tick } = message;
-    let found = store
-        .get::<serde_json::Value>(&Key::loader(&loader_id))
-        .await
-        .map_err(WorkError::retryable)?;
-    match found {
-        None => Err(WorkError::permanent(anyhow::anyhow!(
-            "loader {loader_id} does not exist (tick {tick})"
-        ))),
-        Some(_) => Err(WorkError::retryable(anyhow::anyhow!(
-            "loader engine not built yet: tick {tick} of {loader_id} kept (delivery {})",
-            info.receive_count
-        ))),
     }
 }
 
@@ -44,6 +41,14 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     ferry_shared::telemetry::init();
     let config = Config::from_env()?;
     let aws = ferry_shared::aws::load().await;
-    let store = Store::new(aws_sdk_dynamodb::Client::new(&aws), config.table_name);
-    ferry_shared::worker::run(1, |m, info| handle(&store, m, info)).await
+    let engine = engine::Engine {
+        store: Store::new(aws_sdk_dynamodb::Client::new(&aws), config.table_name),
+        queue: Queue::new(aws_sdk_sqs::Client::new(&aws), config.queue_url),
+        secrets: aws_sdk_secretsmanager::Client::new(&aws),
+        aws: aws.clone(),
+        allow: config.allowed_hosts,
+        slice: config.slice,
+        conns: Default::default(),
+    };
+    ferry_shared::worker::run(1, |m, info| engine.handle(m, info)).await
 }

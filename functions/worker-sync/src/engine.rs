@@ -1,51 +1,323 @@
-//! The sync engine, first cut: a run lists the source prefix page by page and copies each object with a
-//! server-side CopyObject inside one invocation, bounded by the job's concurrency. Per-object records
-//! and exact counters are kept; redelivery of a finished run is a no-op, and a redelivered running run
-//! resumes by skipping objects already recorded as done. Multipart part-level checkpoints, listing
-//! fan-out across messages and foreign stores are issue #5.
+//! The sync engine: a run is a fan-out of SQS messages (ARCHITECTURE §5), every one of them safe to
+//! deliver twice.
+//!
+//! - `start_run` claims the job (or records a scheduled firing as skipped when the previous run is
+//!   still going), marks the run running and sends page 0 of each listing the action needs.
+//! - `list_page` lists one page (the source for copies, the destination for deletes), keeps what it
+//!   saw in a page item (a redelivery hands on exactly the same objects), creates each object's record
+//!   and adds it to the run's `total` in one transaction, then sends the copy messages (small objects in
+//!   groups, a big one alone) and the next page; the last page marks its listing done.
+//! - `copy_objects` / `copy_parts` copy objects (see [`crate::copy`]); ending an object and adding to
+//!   the run's counters is one transaction that refuses a second end, so nothing counts twice, and the
+//!   last object to end (or the last page) concludes the run under a version condition.
+//!
+//! A message redelivered after a crash (receive count > 1) is first re-sent as a fresh message and
+//! acknowledged: its work is resumable, and a fresh receive count keeps a run that is killed many times
+//! from pushing live work into the DLQ. The hop count in the message bounds that; objects that make no
+//! progress over `max_attempts` deliveries fail on their own.
 
+use crate::s3io::{self, S3Fail};
 use aws_sdk_s3::Client as S3;
+use aws_sdk_s3::primitives::DateTimeFormat;
 use ferry_shared::domain::sync::{
-    self, Action, Job, ObjectRecord, ObjectStatus, Run, RunCounts, Trigger,
+    self, Job, ListedPage, ObjectOp, ObjectRecord, ObjectRef, ObjectStatus, Run, Side, Trigger,
 };
 use ferry_shared::domain::{Conflict, new_id, now_rfc3339};
-use ferry_shared::keys::Key;
+use ferry_shared::keys::{IndexKey, Key};
 use ferry_shared::messages::SyncMessage;
-use ferry_shared::store::{Meta, Store, StoreError};
+use ferry_shared::queue::Queue;
+use ferry_shared::store::{Meta, Patch, Store, StoreError};
 use ferry_shared::worker::{RecordInfo, WorkError};
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use tokio::sync::Semaphore;
 
-/// CopyObject's own limit; bigger objects need the multipart path of issue #5.
-const MAX_SINGLE_COPY: u64 = 5 * 1024 * 1024 * 1024;
+/// Keys per listing page: a page item keeps them all, and must stay far below DynamoDB's 400 KB.
+const PAGE_KEYS: i32 = 250;
+/// Small objects travel in groups of at most this many objects and bytes.
+const GROUP_OBJECTS: usize = 50;
+const GROUP_BYTES: u64 = 256 * 1024 * 1024;
+/// A big object with more parts than this is copied by several `CopyParts` messages.
+pub const PARTS_PER_MESSAGE: u64 = 64;
+/// Re-sends of one message after redeliveries; past this, SQS's own redrive (DLQ) takes over.
+const MAX_HOPS: u32 = 100;
+/// Concurrent record writes while handing on a page.
+const WRITE_CONCURRENCY: usize = 16;
 
 pub struct Engine {
     pub store: Store,
+    /// ferry's own S3: every destination, and sources without an endpoint or keys of their own.
     pub s3: S3,
+    pub queue: Queue,
+    pub secrets: aws_sdk_secretsmanager::Client,
+    sources: Mutex<HashMap<String, (String, S3)>>,
+    limits: Mutex<HashMap<(String, u32), Limits>>,
+    in_flight: Arc<Mutex<HashSet<String>>>,
 }
 
-fn retry(e: impl Into<anyhow::Error>) -> WorkError {
+/// Per-job concurrency in this process: objects in progress, and part copies in flight.
+#[derive(Clone)]
+pub struct Limits {
+    pub objects: Arc<Semaphore>,
+    pub parts: Arc<Semaphore>,
+}
+
+/// What every copy of one run needs.
+pub struct Ctx {
+    pub job: Job,
+    pub run_id: String,
+    /// The client that reads the source.
+    pub src: S3,
+    pub limits: Limits,
+}
+
+impl Ctx {
+    pub fn run_key(&self) -> Key {
+        Key::run(&self.job.job_id, &self.run_id)
+    }
+    pub fn object_key(&self, key: &str) -> Key {
+        Key::object(&self.run_id, key)
+    }
+}
+
+/// A job's item keeps its listing index entry through every transition.
+fn job_meta(j: &Job) -> Meta {
+    IndexKey::job(&j.created_at, &j.job_id).into()
+}
+
+pub fn retry(e: impl Into<anyhow::Error>) -> WorkError {
     WorkError::retryable(e)
 }
 
-struct Listed {
+/// Removes its entry from the in-flight set when dropped.
+pub struct InFlight {
+    set: Arc<Mutex<HashSet<String>>>,
     key: String,
-    size: u64,
-    etag: Option<String>,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if let Ok(mut s) = self.set.lock() {
+            s.remove(&self.key);
+        }
+    }
+}
+
+fn refreshed(message: &SyncMessage) -> Option<SyncMessage> {
+    let mut fresh = message.clone();
+    let hops = match &mut fresh {
+        SyncMessage::StartRun { .. } => return None,
+        SyncMessage::ListPage { hops, .. }
+        | SyncMessage::CopyObjects { hops, .. }
+        | SyncMessage::CopyParts { hops, .. } => hops,
+    };
+    if *hops >= MAX_HOPS {
+        return None;
+    }
+    *hops += 1;
+    Some(fresh)
+}
+
+/// Splits a page's objects into copy messages: a big object (more than one chunk) alone, small ones in
+/// groups.
+pub fn group(entries: &[ObjectRef], chunk_size: u64) -> Vec<Vec<ObjectRef>> {
+    let mut out = Vec::new();
+    let mut current: Vec<ObjectRef> = Vec::new();
+    let mut bytes = 0;
+    for e in entries {
+        if e.size > chunk_size {
+            out.push(vec![e.clone()]);
+            continue;
+        }
+        if current.len() >= GROUP_OBJECTS || bytes + e.size > GROUP_BYTES {
+            out.push(std::mem::take(&mut current));
+            bytes = 0;
+        }
+        bytes += e.size;
+        current.push(e.clone());
+    }
+    if !current.is_empty() {
+        out.push(current);
+    }
+    out
 }
 
 impl Engine {
+    pub fn new(
+        store: Store,
+        s3: S3,
+        queue: Queue,
+        secrets: aws_sdk_secretsmanager::Client,
+    ) -> Self {
+        Engine {
+            store,
+            s3,
+            queue,
+            secrets,
+            sources: Mutex::new(HashMap::new()),
+            limits: Mutex::new(HashMap::new()),
+            in_flight: Arc::new(Mutex::new(HashSet::new())),
+        }
+    }
+
     pub async fn handle(&self, message: SyncMessage, info: RecordInfo) -> Result<(), WorkError> {
+        if info.receive_count > 1
+            && let Some(fresh) = refreshed(&message)
+        {
+            self.queue.send(&fresh).await.map_err(retry)?;
+            tracing::info!(message_id = %info.message_id, receives = info.receive_count, "redelivered message re-sent fresh");
+            return Ok(());
+        }
         match message {
             SyncMessage::StartRun {
                 job_id,
                 trigger,
                 run_id,
             } => {
-                tracing::info!(job_id = %job_id, run_id = ?run_id, ?trigger, delivery = info.receive_count, "start_run");
+                tracing::info!(job_id = %job_id, run_id = ?run_id, ?trigger, "start_run");
                 self.start_run(&job_id, trigger, run_id).await
+            }
+            SyncMessage::ListPage {
+                job_id,
+                run_id,
+                side,
+                page,
+                token,
+                ..
+            } => {
+                tracing::info!(%job_id, %run_id, ?side, page, "list_page");
+                self.list_page(&job_id, &run_id, side, page, token).await
+            }
+            SyncMessage::CopyObjects {
+                job_id,
+                run_id,
+                objects,
+                ..
+            } => {
+                let Some(ctx) = self.ctx(&job_id, &run_id).await? else {
+                    return Ok(());
+                };
+                let results: Vec<Result<(), anyhow::Error>> = futures::stream::iter(objects)
+                    .map(|o| self.copy_one(&ctx, o, None))
+                    .buffer_unordered(ctx.job.concurrency.max(1) as usize)
+                    .collect()
+                    .await;
+                results
+                    .into_iter()
+                    .collect::<Result<(), _>>()
+                    .map_err(retry)
+            }
+            SyncMessage::CopyParts {
+                job_id,
+                run_id,
+                object,
+                first,
+                last,
+                ..
+            } => {
+                let Some(ctx) = self.ctx(&job_id, &run_id).await? else {
+                    return Ok(());
+                };
+                self.copy_one(&ctx, object, Some((first, last)))
+                    .await
+                    .map_err(retry)
             }
         }
     }
+
+    /// Claims `name` for this process; `None` if a delivery in this process already works on it
+    /// (that delivery's own message stays until it is done, so this duplicate can be acknowledged).
+    pub fn claim(&self, name: String) -> Option<InFlight> {
+        let mut set = self.in_flight.lock().ok()?;
+        if !set.insert(name.clone()) {
+            return None;
+        }
+        Some(InFlight {
+            set: self.in_flight.clone(),
+            key: name,
+        })
+    }
+
+    fn limits(&self, job: &Job) -> Limits {
+        let mut map = self.limits.lock().expect("limits lock");
+        map.entry((job.job_id.clone(), job.concurrency))
+            .or_insert_with(|| Limits {
+                objects: Arc::new(Semaphore::new(job.concurrency.max(1) as usize)),
+                parts: Arc::new(Semaphore::new(job.concurrency.max(1) as usize)),
+            })
+            .clone()
+    }
+
+    /// The client that reads a job's source: ferry's own, or one for its foreign store (built once per
+    /// job version, with the keys read from Secrets Manager).
+    async fn source_client(&self, job: &Job) -> anyhow::Result<S3> {
+        let src = &job.connector_config;
+        if !src.is_foreign() {
+            return Ok(self.s3.clone());
+        }
+        if let Some((stamp, c)) = self.sources.lock().expect("sources lock").get(&job.job_id)
+            && *stamp == job.updated_at
+        {
+            return Ok(c.clone());
+        }
+        let creds = match &src.credentials_secret_arn {
+            Some(arn) => {
+                let raw = ferry_shared::secrets::get_string(&self.secrets, arn).await?;
+                Some(
+                    serde_json::from_str::<s3io::SourceCredentials>(&raw).map_err(|_| {
+                        anyhow::anyhow!("the source credentials secret is not valid JSON")
+                    })?,
+                )
+            }
+            None => None,
+        };
+        let client = s3io::foreign_client(
+            src.endpoint_url.as_deref(),
+            src.region.as_deref(),
+            creds,
+            &self.s3,
+        );
+        self.sources
+            .lock()
+            .expect("sources lock")
+            .insert(job.job_id.clone(), (job.updated_at.clone(), client.clone()));
+        Ok(client)
+    }
+
+    /// The job and run a message belongs to; `None` (acknowledge) when either is gone or the run ended.
+    async fn ctx(&self, job_id: &str, run_id: &str) -> Result<Option<Ctx>, WorkError> {
+        let Some(job) = self
+            .store
+            .get::<Job>(&Key::job(job_id))
+            .await
+            .map_err(retry)?
+        else {
+            tracing::info!(%job_id, "job no longer exists; message dropped");
+            return Ok(None);
+        };
+        let Some(run) = self
+            .store
+            .get::<Run>(&Key::run(job_id, run_id))
+            .await
+            .map_err(retry)?
+        else {
+            return Ok(None);
+        };
+        if run.value.status.is_terminal() {
+            return Ok(None);
+        }
+        let src = self.source_client(&job.value).await.map_err(retry)?;
+        let limits = self.limits(&job.value);
+        Ok(Some(Ctx {
+            job: job.value,
+            run_id: run_id.to_string(),
+            src,
+            limits,
+        }))
+    }
+
+    // ------------------------------------------------------------------------------------ runs
 
     async fn start_run(
         &self,
@@ -80,31 +352,40 @@ impl Engine {
             tracing::info!(%run_id, "run already ended; duplicate delivery acknowledged");
             return Ok(());
         }
+        let action = job.value.action;
         if run.value.status == sync::RunStatus::Starting {
             match self
                 .store
-                .transition(&run_key, |_: &Run| Meta::default(), |r: Run| r.begin())
+                .transition(
+                    &run_key,
+                    |_: &Run| Meta::default(),
+                    |r: Run| r.begin(action),
+                )
                 .await
             {
                 Ok(_) | Err(StoreError::Conflict(_)) => {}
                 Err(e) => return Err(retry(e)),
             }
         }
-        let counts = match self.copy_all(&job.value, &run_id).await {
-            Ok(c) => c,
-            Err(e) => {
-                let msg = format!("{e:#}");
-                self.end(job_id, &run_id, move |r: Run| {
-                    r.fail(msg.clone(), &now_rfc3339())
-                })
-                .await?;
-                return Err(WorkError::permanent(e));
+        let mut first_pages = Vec::new();
+        for side in action.sides() {
+            let started = self
+                .store
+                .get::<ListedPage>(&Key::run_page(&run_id, side.as_str(), 0))
+                .await
+                .map_err(retry)?;
+            if started.is_none() {
+                first_pages.push(SyncMessage::ListPage {
+                    job_id: job_id.to_string(),
+                    run_id: run_id.clone(),
+                    side: *side,
+                    page: 0,
+                    token: None,
+                    hops: 0,
+                });
             }
-        };
-        self.end(job_id, &run_id, move |r: Run| {
-            r.finish(counts.clone(), &now_rfc3339())
-        })
-        .await
+        }
+        self.queue.send_all(&first_pages).await.map_err(retry)
     }
 
     /// A scheduled firing: claim the job for a new run, or record the firing as skipped.
@@ -117,11 +398,9 @@ impl Engine {
         let now = now_rfc3339();
         match self
             .store
-            .transition(
-                &Key::job(job_id),
-                |_: &Job| Meta::default(),
-                |j: Job| j.start_run(&run_id, &now),
-            )
+            .transition(&Key::job(job_id), job_meta, |j: Job| {
+                j.start_run(&run_id, &now)
+            })
             .await
         {
             Ok(_) => {
@@ -145,208 +424,452 @@ impl Engine {
         }
     }
 
-    async fn end<F>(&self, job_id: &str, run_id: &str, f: F) -> Result<(), WorkError>
+    /// Ends the run with `f` (fail, or conclude) and frees the job for its next run.
+    async fn end_run<F>(&self, job_id: &str, run_id: &str, f: F) -> Result<bool, StoreError>
     where
         F: Fn(Run) -> Result<Run, Conflict>,
     {
-        match self
+        let ended = match self
             .store
             .transition(&Key::run(job_id, run_id), |_: &Run| Meta::default(), f)
             .await
         {
             Ok(r) => {
-                tracing::info!(%job_id, %run_id, status = ?r.value.status, counts = ?r.value.counts, "run ended")
+                tracing::info!(%job_id, %run_id, status = ?r.value.status, counts = ?r.value.counts, "run ended");
+                true
             }
-            Err(StoreError::Conflict(c)) => {
-                tracing::info!(%job_id, %run_id, reason = %c, "run already ended")
-            }
-            Err(e) => return Err(retry(e)),
-        }
+            Err(StoreError::Conflict(_)) => false,
+            Err(e) => return Err(e),
+        };
         let now = now_rfc3339();
-        self.store
-            .transition(
-                &Key::job(job_id),
-                |_: &Job| Meta::default(),
-                |j: Job| j.finish_run(run_id, &now),
-            )
+        match self
+            .store
+            .transition(&Key::job(job_id), job_meta, |j: Job| {
+                j.finish_run(run_id, &now)
+            })
             .await
-            .map_err(retry)?;
+        {
+            Ok(_) | Err(StoreError::NotFound) => Ok(ended),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Concludes the run if every listing and every object has ended. Called after each object ends
+    /// and after each listing's last page: whoever comes last wins the version condition.
+    pub async fn try_conclude(&self, job_id: &str, run_id: &str) -> Result<(), StoreError> {
+        let Some(run) = self.store.get::<Run>(&Key::run(job_id, run_id)).await? else {
+            return Ok(());
+        };
+        if !run.value.is_settled() {
+            return Ok(());
+        }
+        self.end_run(job_id, run_id, |r: Run| r.conclude(&now_rfc3339()))
+            .await?;
         Ok(())
     }
 
-    async fn list_source(&self, job: &Job) -> anyhow::Result<Vec<Listed>> {
-        let src = &job.connector_config;
-        let mut out = Vec::new();
-        let mut pages = self
-            .s3
-            .list_objects_v2()
-            .bucket(&src.bucket_name)
-            .prefix(&src.prefix)
-            .into_paginator()
-            .send();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| {
-                anyhow::anyhow!(
-                    "listing s3://{}/{}: {}",
-                    src.bucket_name,
-                    src.prefix,
-                    aws_sdk_s3::error::DisplayErrorContext(e)
-                )
-            })?;
-            for o in page.contents.unwrap_or_default() {
-                if let Some(key) = o.key {
-                    out.push(Listed {
-                        key,
+    async fn fail_run(&self, job_id: &str, run_id: &str, why: String) -> Result<(), WorkError> {
+        tracing::warn!(%job_id, %run_id, error = %why, "run failed");
+        self.end_run(job_id, run_id, move |r: Run| {
+            r.fail(why.clone(), &now_rfc3339())
+        })
+        .await
+        .map_err(retry)?;
+        Ok(())
+    }
+
+    // ------------------------------------------------------------------------------------ pages
+
+    async fn list_page(
+        &self,
+        job_id: &str,
+        run_id: &str,
+        side: Side,
+        page: u32,
+        token: Option<String>,
+    ) -> Result<(), WorkError> {
+        let page_key = Key::run_page(run_id, side.as_str(), page);
+        let existing = self
+            .store
+            .get::<ListedPage>(&page_key)
+            .await
+            .map_err(retry)?;
+        if existing.as_ref().is_some_and(|p| p.value.done) {
+            return Ok(());
+        }
+        let Some(ctx) = self.ctx(job_id, run_id).await? else {
+            return Ok(());
+        };
+        let listed = match existing {
+            Some(p) => p.value,
+            None => {
+                let fresh = match side {
+                    Side::Source => self.list_source(&ctx, token).await,
+                    Side::Destination => self.list_vanished(&ctx, token).await,
+                };
+                let fresh = match fresh {
+                    Ok(p) => p,
+                    Err(S3Fail::Transient(why)) => return Err(retry(anyhow::anyhow!(why))),
+                    Err(e) => {
+                        let what = match side {
+                            Side::Source => "listing the source",
+                            Side::Destination => "listing the destination",
+                        };
+                        return self.fail_run(job_id, run_id, format!("{what}: {e}")).await;
+                    }
+                };
+                match self.store.create(&page_key, &Meta::default(), &fresh).await {
+                    Ok(()) => fresh,
+                    Err(StoreError::Exists) => {
+                        self.store
+                            .get::<ListedPage>(&page_key)
+                            .await
+                            .map_err(retry)?
+                            .ok_or_else(|| retry(anyhow::anyhow!("page item vanished")))?
+                            .value
+                    }
+                    Err(e) => return Err(retry(e)),
+                }
+            }
+        };
+        let op = match side {
+            Side::Source => ObjectOp::Copy,
+            Side::Destination => ObjectOp::Delete,
+        };
+        let now = now_rfc3339();
+        futures::stream::iter(listed.entries.iter())
+            .map(|e| {
+                let record = ObjectRecord::pending(job_id, run_id, &e.key, &e.meta(), op, &now);
+                let key = ctx.object_key(&e.key);
+                let run_key = ctx.run_key();
+                async move {
+                    self.store
+                        .create_counted(
+                            &key,
+                            &Meta::default(),
+                            &record,
+                            &run_key,
+                            &Patch::new().add("counts.total", 1),
+                        )
+                        .await
+                }
+            })
+            .buffer_unordered(WRITE_CONCURRENCY)
+            .try_collect::<Vec<bool>>()
+            .await
+            .map_err(retry)?;
+        match side {
+            Side::Source => {
+                let messages: Vec<SyncMessage> = group(&listed.entries, ctx.job.chunk_size)
+                    .into_iter()
+                    .map(|objects| SyncMessage::CopyObjects {
+                        job_id: job_id.to_string(),
+                        run_id: run_id.to_string(),
+                        objects,
+                        hops: 0,
+                    })
+                    .collect();
+                self.queue.send_all(&messages).await.map_err(retry)?;
+            }
+            Side::Destination => {
+                let results: Vec<anyhow::Result<()>> = futures::stream::iter(listed.entries)
+                    .map(|e| self.delete_one(&ctx, e))
+                    .buffer_unordered(ctx.job.concurrency.max(1) as usize)
+                    .collect()
+                    .await;
+                results
+                    .into_iter()
+                    .collect::<Result<(), _>>()
+                    .map_err(retry)?;
+            }
+        }
+        match &listed.next_token {
+            Some(t) => {
+                self.queue
+                    .send(&SyncMessage::ListPage {
+                        job_id: job_id.to_string(),
+                        run_id: run_id.to_string(),
+                        side,
+                        page: page + 1,
+                        token: Some(t.clone()),
+                        hops: 0,
+                    })
+                    .await
+                    .map_err(retry)?;
+            }
+            None => {
+                match self
+                    .store
+                    .transition(
+                        &ctx.run_key(),
+                        |_: &Run| Meta::default(),
+                        |r: Run| r.listing_done(side),
+                    )
+                    .await
+                {
+                    Ok(_) | Err(StoreError::Conflict(_)) => {}
+                    Err(e) => return Err(retry(e)),
+                }
+            }
+        }
+        self.store
+            .patch(&page_key, &Patch::new().set("done", &true).map_err(retry)?)
+            .await
+            .map_err(retry)?;
+        if listed.next_token.is_none() {
+            self.try_conclude(job_id, run_id).await.map_err(retry)?;
+        }
+        Ok(())
+    }
+
+    async fn list_source(&self, ctx: &Ctx, token: Option<String>) -> Result<ListedPage, S3Fail> {
+        let src = &ctx.job.connector_config;
+        let out = s3io::retry(ctx.job.max_attempts, "list source", |_| async {
+            ctx.src
+                .list_objects_v2()
+                .bucket(&src.bucket_name)
+                .prefix(&src.prefix)
+                .max_keys(PAGE_KEYS)
+                .set_continuation_token(token.clone())
+                .send()
+                .await
+                .map_err(s3io::classify)
+        })
+        .await?;
+        let entries = out
+            .contents
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|o| {
+                Some(ObjectRef {
+                    key: o.key?,
+                    size: o.size.unwrap_or(0).max(0) as u64,
+                    etag: o.e_tag,
+                    last_modified: o
+                        .last_modified
+                        .and_then(|d| d.fmt(DateTimeFormat::DateTime).ok()),
+                })
+            })
+            .collect();
+        Ok(ListedPage {
+            entries,
+            next_token: out
+                .next_continuation_token
+                .filter(|_| out.is_truncated == Some(true)),
+            done: false,
+        })
+    }
+
+    /// One page of the destination: the objects whose source no longer exists, named by source key.
+    async fn list_vanished(&self, ctx: &Ctx, token: Option<String>) -> Result<ListedPage, S3Fail> {
+        let job = &ctx.job;
+        let mut dest_prefix = job.destination.prefix.trim_matches('/').to_string();
+        if !dest_prefix.is_empty() {
+            dest_prefix.push('/');
+        }
+        let out = s3io::retry(job.max_attempts, "list destination", |_| async {
+            self.s3
+                .list_objects_v2()
+                .bucket(&job.destination.bucket)
+                .prefix(&dest_prefix)
+                .max_keys(PAGE_KEYS)
+                .set_continuation_token(token.clone())
+                .send()
+                .await
+                .map_err(s3io::classify)
+        })
+        .await?;
+        let candidates: Vec<(Vec<String>, ObjectRef)> = out
+            .contents
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|o| {
+                let key = o.key?;
+                let sources = sync::source_keys_for(
+                    &job.connector_config.prefix,
+                    &job.destination.prefix,
+                    &key,
+                );
+                let first = sources.first()?.clone();
+                Some((
+                    sources,
+                    ObjectRef {
+                        key: first,
                         size: o.size.unwrap_or(0).max(0) as u64,
                         etag: o.e_tag,
-                    });
-                }
-            }
-        }
-        Ok(out)
-    }
-
-    async fn copy_all(&self, job: &Job, run_id: &str) -> anyhow::Result<RunCounts> {
-        if job.action != Action::Sync {
-            anyhow::bail!("action {:?} is not supported yet (issue #5)", job.action);
-        }
-        let objects = self.list_source(job).await?;
-        let mut counts = RunCounts {
-            total: objects.len() as u64,
-            ..Default::default()
-        };
-        let results: Vec<anyhow::Result<(ObjectStatus, u64)>> = futures::stream::iter(objects)
-            .map(|o| self.copy_one(job, run_id, o))
-            .buffer_unordered(job.concurrency.max(1) as usize)
-            .collect()
-            .await;
-        for r in results {
-            match r? {
-                (ObjectStatus::Processed, bytes) => {
-                    counts.processed += 1;
-                    counts.bytes += bytes;
-                }
-                (ObjectStatus::Skipped, _) => counts.skipped += 1,
-                _ => counts.failed += 1,
-            }
-        }
-        Ok(counts)
-    }
-
-    /// Copies one object and records it. Errors returned here are store errors (the run is retried);
-    /// an object that cannot be copied is recorded as FAILED and counted.
-    async fn copy_one(
-        &self,
-        job: &Job,
-        run_id: &str,
-        o: Listed,
-    ) -> anyhow::Result<(ObjectStatus, u64)> {
-        let key = Key::object(run_id, &o.key);
-        if let Some(done) = self.store.get::<ObjectRecord>(&key).await? {
-            let r = done.value;
-            if matches!(
-                r.status,
-                ObjectStatus::Processed | ObjectStatus::Skipped | ObjectStatus::Failed
-            ) {
-                return Ok((
-                    r.status,
-                    if r.status == ObjectStatus::Processed {
-                        r.object_size
-                    } else {
-                        0
+                        last_modified: o
+                            .last_modified
+                            .and_then(|d| d.fmt(DateTimeFormat::DateTime).ok()),
                     },
-                ));
-            }
-        }
-        let now = now_rfc3339();
-        let mut record = ObjectRecord {
-            job_id: job.job_id.clone(),
-            run_id: run_id.to_string(),
-            object_key: o.key.clone(),
-            object_size: o.size,
-            last_position: 0,
-            etag: o.etag.clone(),
-            status: ObjectStatus::InProgress,
-            attempts: 1,
-            error: None,
-            created_at: now.clone(),
-            updated_at: now,
-        };
-        let outcome = if o.size == 0 {
-            Ok(ObjectStatus::Skipped)
-        } else {
-            match sync::destination_key(
-                &job.connector_config.prefix,
-                &job.destination.prefix,
-                &o.key,
-            ) {
-                Err(why) => Err(why),
-                Ok(_) if o.size > MAX_SINGLE_COPY => {
-                    Err("objects over 5 GiB need multipart copy (issue #5)".into())
+                ))
+            })
+            .collect();
+        let checked: Vec<Option<ObjectRef>> = futures::stream::iter(candidates)
+            .map(|(sources, entry)| async move {
+                for k in &sources {
+                    if self.source_exists(ctx, k).await? {
+                        return Ok(None);
+                    }
                 }
-                Ok(dest) => self
-                    .s3
-                    .copy_object()
-                    .copy_source(copy_source(&job.connector_config.bucket_name, &o.key))
-                    .bucket(&job.destination.bucket)
-                    .key(dest)
-                    .send()
-                    .await
-                    .map(|_| ObjectStatus::Processed)
-                    .map_err(|e| aws_sdk_s3::error::DisplayErrorContext(e).to_string()),
-            }
-        };
-        match outcome {
-            Ok(status) => {
-                record.status = status;
-                if status == ObjectStatus::Processed {
-                    record.last_position = o.size;
-                }
-            }
-            Err(why) => {
-                tracing::warn!(object = %o.key, error = %why, "object failed");
-                record.status = ObjectStatus::Failed;
-                record.error = Some(why);
-            }
+                Ok(Some(entry))
+            })
+            .buffer_unordered(job.concurrency.max(1) as usize)
+            .try_collect()
+            .await?;
+        Ok(ListedPage {
+            entries: checked.into_iter().flatten().collect(),
+            next_token: out
+                .next_continuation_token
+                .filter(|_| out.is_truncated == Some(true)),
+            done: false,
+        })
+    }
+
+    async fn source_exists(&self, ctx: &Ctx, key: &str) -> Result<bool, S3Fail> {
+        let r = s3io::retry(ctx.job.max_attempts, "head source", |_| async {
+            ctx.src
+                .head_object()
+                .bucket(&ctx.job.connector_config.bucket_name)
+                .key(key)
+                .send()
+                .await
+                .map_err(s3io::classify)
+        })
+        .await;
+        match r {
+            Ok(_) => Ok(true),
+            Err(S3Fail::NotFound(_)) => Ok(false),
+            Err(e) => Err(e),
         }
-        record.updated_at = now_rfc3339();
-        match self.store.create(&key, &Meta::default(), &record).await {
-            Ok(()) | Err(StoreError::Exists) => {}
+    }
+
+    /// Deletes the destination copy of a vanished source object and ends its record.
+    async fn delete_one(&self, ctx: &Ctx, entry: ObjectRef) -> anyhow::Result<()> {
+        let key = ctx.object_key(&entry.key);
+        let Some(_guard) = self.claim(format!("{}\0{}", ctx.run_id, entry.key)) else {
+            return Ok(());
+        };
+        let _permit = ctx.limits.objects.acquire().await?;
+        match self
+            .store
+            .transition(
+                &key,
+                |_: &ObjectRecord| Meta::default(),
+                |r: ObjectRecord| r.start_attempt(&now_rfc3339()),
+            )
+            .await
+        {
+            Ok(_) => {}
+            Err(StoreError::Conflict(_)) => return Ok(()),
             Err(e) => return Err(e.into()),
         }
-        let bytes = if record.status == ObjectStatus::Processed {
-            o.size
-        } else {
-            0
+        let job = &ctx.job;
+        let outcome = match sync::destination_key(
+            &job.connector_config.prefix,
+            &job.destination.prefix,
+            &entry.key,
+        ) {
+            Err(why) => Err(S3Fail::Permanent(why)),
+            Ok(dest) => s3io::retry(job.max_attempts, "delete", |_| async {
+                self.s3
+                    .delete_object()
+                    .bucket(&job.destination.bucket)
+                    .key(&dest)
+                    .send()
+                    .await
+                    .map_err(s3io::classify)
+            })
+            .await
+            .map(|_| ()),
         };
-        Ok((record.status, bytes))
-    }
-}
-
-/// `bucket/key` with the key percent-encoded as CopyObject's `x-amz-copy-source` requires.
-fn copy_source(bucket: &str, key: &str) -> String {
-    let mut out = String::with_capacity(bucket.len() + key.len() + 8);
-    out.push_str(bucket);
-    out.push('/');
-    for b in key.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~' | b'/') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
+        match outcome {
+            Ok(()) => self.end_object(ctx, &entry.key, ObjectStatus::Processed, None),
+            Err(e) => self.end_object(ctx, &entry.key, ObjectStatus::Failed, Some(e.to_string())),
         }
+        .await
     }
-    out
+
+    /// Ends an object and counts it in its run, once; then tries to conclude the run.
+    pub async fn end_object(
+        &self,
+        ctx: &Ctx,
+        object_key: &str,
+        status: ObjectStatus,
+        error: Option<String>,
+    ) -> anyhow::Result<()> {
+        if let Some(why) = &error {
+            tracing::warn!(run_id = %ctx.run_id, object = %object_key, error = %why, "object failed");
+        }
+        let now = now_rfc3339();
+        match self
+            .store
+            .transition_counted(
+                &ctx.object_key(object_key),
+                |_: &ObjectRecord| Meta::default(),
+                |r: ObjectRecord| {
+                    let ended = r.end(status, error.clone(), &now)?;
+                    let patch = ended
+                        .count_deltas()
+                        .into_iter()
+                        .fold(Patch::new(), |p, (name, n)| {
+                            p.add(&format!("counts.{name}"), n as i64)
+                        });
+                    Ok((ended, patch))
+                },
+                &ctx.run_key(),
+            )
+            .await
+        {
+            Ok(_) | Err(StoreError::Conflict(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+        self.try_conclude(&ctx.job.job_id, &ctx.run_id).await?;
+        Ok(())
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::copy_source;
+    use super::*;
+
+    fn obj(key: &str, size: u64) -> ObjectRef {
+        ObjectRef {
+            key: key.into(),
+            size,
+            etag: None,
+            last_modified: None,
+        }
+    }
 
     #[test]
-    fn copy_source_encodes_everything_but_unreserved_and_slashes() {
-        assert_eq!(
-            copy_source("b", "a dir/ü+x.txt"),
-            "b/a%20dir/%C3%BC%2Bx.txt"
-        );
+    fn big_objects_travel_alone_and_small_ones_in_bounded_groups() {
+        let mut entries: Vec<ObjectRef> = (0..120).map(|i| obj(&format!("s{i}"), 10)).collect();
+        entries.insert(7, obj("big", 11));
+        let groups = group(&entries, 10);
+        assert_eq!(groups.len(), 4);
+        assert!(groups.iter().any(|g| g.len() == 1 && g[0].key == "big"));
+        assert!(groups.iter().all(|g| g.len() <= GROUP_OBJECTS));
+        assert_eq!(groups.iter().map(Vec::len).sum::<usize>(), 121);
+    }
+
+    #[test]
+    fn only_fan_out_messages_are_refreshed_and_hops_are_bounded() {
+        let start = SyncMessage::StartRun {
+            job_id: "j".into(),
+            trigger: Trigger::Api,
+            run_id: None,
+        };
+        assert!(refreshed(&start).is_none());
+        let page = SyncMessage::ListPage {
+            job_id: "j".into(),
+            run_id: "r".into(),
+            side: Side::Source,
+            page: 0,
+            token: None,
+            hops: MAX_HOPS - 1,
+        };
+        let once = refreshed(&page).unwrap();
+        assert!(matches!(once, SyncMessage::ListPage { hops, .. } if hops == MAX_HOPS));
+        assert!(refreshed(&once).is_none());
     }
 }

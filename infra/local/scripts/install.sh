@@ -67,6 +67,10 @@ install_tools_venv() {
   ln -sf "$venv/bin/moto_server" "$FERRY_CACHE/bin/moto_server"
   ln -sf "$venv/bin/cargo-lambda" "$FERRY_CACHE/bin/cargo-lambda"
   if [ -x "$venv/bin/python-zig" ]; then ln -sf "$venv/bin/python-zig" "$FERRY_CACHE/bin/python-zig"; fi
+  # cargo lambda build (and so `sam build`) links with zig; the ziglang wheel ships the binary.
+  local zig
+  zig="$(ls "$venv"/lib/python3*/site-packages/ziglang/zig 2>/dev/null | head -n 1)"
+  if [ -n "$zig" ]; then ln -sf "$zig" "$FERRY_CACHE/bin/zig"; fi
 }
 
 install_sam_venv() {

@@ -100,11 +100,24 @@ start_pump() {
   fi
 }
 
+# The events database secret (EventsDatabaseSecret) points at the local MariaDB: `ferry-local provision`
+# takes a secret's value from FERRY_LOCAL_SECRET_<LogicalId> when set (see infra/local/src/provision.rs).
+export_local_secrets() {
+  FERRY_LOCAL_SECRET_EventsDatabaseSecret="$(
+    FERRY_MYSQL_PASSWORD="$FERRY_MYSQL_PASSWORD" "$(probe_python)" -c '
+import json, os
+print(json.dumps({"host": "127.0.0.1", "port": int(os.environ["FERRY_MARIADB_PORT"]),
+                  "username": "ferry", "password": os.environ["FERRY_MYSQL_PASSWORD"], "dbname": "ferry"}))'
+  )" || return 1
+  export FERRY_LOCAL_SECRET_EventsDatabaseSecret
+}
+
 cmd_up() {
   step "install.sh" "$RUN_SCRIPTS_DIR/install.sh"
   step "stack.sh start" "$RUN_SCRIPTS_DIR/stack.sh" start
   step "cargo build --workspace --bins" cargo build --workspace --bins
   step "ferry-local binary" ensure_ferry_local
+  step "local secret values" export_local_secrets
   step "ferry-local provision" "$FERRY_LOCAL" provision
   step "ferry-local env" load_function_env
   step "cargo lambda watch" start_watch

@@ -63,9 +63,13 @@ struct RoutesArgs {
 
 #[derive(Args)]
 struct PumpArgs {
-    /// Fire only schedules of these groups (repeatable; default: every group).
+    /// Fire only schedules of these groups (repeatable; default: the template's schedule groups and
+    /// `default`).
     #[arg(long = "schedule-group")]
     schedule_groups: Vec<String>,
+    /// Fire the schedules of every group.
+    #[arg(long, conflicts_with = "schedule_groups")]
+    all_schedule_groups: bool,
 }
 
 #[tokio::main]
@@ -132,8 +136,17 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let st = state::State::load(&state::state_dir())?;
             let clients = Clients::from_env().await;
             let settings = pump::PumpSettings::from_env()?;
-            let groups = if args.schedule_groups.is_empty() {
+            // By default only the stack's own schedule groups (those the template declares) and
+            // `default`, as deployed: a test's private group is left to that test's own pump.
+            let groups = if args.all_schedule_groups {
                 pump::schedules::GroupFilter::all()
+            } else if args.schedule_groups.is_empty() {
+                pump::schedules::GroupFilter::only(
+                    st.0.values()
+                        .filter(|r| r.kind == "AWS::Scheduler::ScheduleGroup")
+                        .map(|r| r.reference.clone())
+                        .chain(std::iter::once("default".to_string())),
+                )
             } else {
                 pump::schedules::GroupFilter::only(args.schedule_groups)
             };

@@ -858,13 +858,37 @@ async fn secret(
     let res = resolver(template, state, naming);
     let name = naming.secret(&r.logical_id);
     let sm = &clients.secrets;
+    // A secret that must point at a local service (the events database: run.sh builds its JSON from
+    // FERRY_MYSQL_*) gets its value from FERRY_LOCAL_SECRET_<LogicalId>, which wins over a kept value.
+    let local_var = format!("FERRY_LOCAL_SECRET_{}", r.logical_id);
+    let local_value = std::env::var(&local_var).ok().filter(|v| !v.is_empty());
     let (arn, summary) = match sm.describe_secret().secret_id(&name).send().await {
-        Ok(out) => (out.arn, format!("{name} exists (value kept)")),
+        Ok(out) => match &local_value {
+            Some(v) => {
+                sm.put_secret_value()
+                    .secret_id(&name)
+                    .secret_string(v)
+                    .send()
+                    .await
+                    .map_err(|e| anyhow!(crate::clients::sdk_message(&e)))
+                    .context("PutSecretValue")?;
+                (
+                    out.arn,
+                    format!("{name} exists (value set from {local_var})"),
+                )
+            }
+            None => (out.arn, format!("{name} exists (value kept)")),
+        },
         Err(e)
             if e.as_service_error()
                 .is_some_and(|se| se.is_resource_not_found_exception()) =>
         {
-            let (value, how) = match (prop(r, "SecretString"), prop(r, "GenerateSecretString")) {
+            let from_template = (prop(r, "SecretString"), prop(r, "GenerateSecretString"));
+            let (value, how) = match from_template {
+                _ if local_value.is_some() => (
+                    local_value.clone().unwrap_or_default(),
+                    format!("from {local_var}"),
+                ),
                 (Some(s), _) => (res.string(s)?, "from SecretString".to_string()),
                 (None, Some(g)) => {
                     let spec = GenerateSpec::from_template(&res, g)?;

@@ -397,7 +397,7 @@ mod tests {
             .iter()
             .find(|e| e.queue == "SyncQueue")
             .expect("SyncQueue event source");
-        assert_eq!(src.batch_size, 5);
+        assert_eq!(src.batch_size, 10);
         assert!(src.reports_batch_item_failures());
         // Globals' Timeout applies where a function sets none.
         assert_eq!(t.function_by_binary("api-jobs").unwrap().timeout_secs, 29);

@@ -1,6 +1,8 @@
 //! Domain types and their state transitions: pure functions `(state, command) -> Result<state, Conflict>`,
 //! tested without I/O. Adapters apply them with conditional writes (see `store`).
 
+pub mod events;
+pub mod loader;
 pub mod sync;
 pub mod user;
 

@@ -1,0 +1,436 @@
+//! The tick engine (ARCHITECTURE §5): a delivery of tick `n` takes a lease on it with a conditional
+//! write, works one bounded slice (fill or trim in large batches, then the CRUD mix), saves progress and
+//! moves the loader to tick `n + 1`, and sends tick `n + 1` only while the loader is active. A duplicate
+//! delivery is a no-op; a stop is seen between batches; a stopped loader gets no more messages. Decisions
+//! are the pure rules of `ferry_shared::domain::loader`; this module does the I/O.
+
+use ferry_shared::domain::loader::{
+    self, FillStep, Kind, Loader, Phase, Progress, SliceOutcome, TickAction,
+};
+use ferry_shared::domain::now_rfc3339;
+use ferry_shared::keys::{IndexKey, Key};
+use ferry_shared::loaders::allow::AllowList;
+use ferry_shared::loaders::dynamo::{self, Dynamo};
+use ferry_shared::loaders::mongo::{self, Mongo};
+use ferry_shared::loaders::mysql::{Column, Mysql};
+use ferry_shared::loaders::{Creds, TargetError, update_targets};
+use ferry_shared::messages::LoaderMessage;
+use ferry_shared::queue::Queue;
+use ferry_shared::store::{Meta, Store, StoreError, Versioned};
+use ferry_shared::worker::{RecordInfo, WorkError};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Documents per fill step (split into parallel batches by the adapters).
+const FILL_BATCH: u64 = 4000;
+/// Operations per CRUD batch without a rate limit.
+const CRUD_BATCH: u64 = 200;
+/// How often a slice re-reads the loader for a stop or a PATCH.
+const CHECK_EVERY: Duration = Duration::from_millis(300);
+
+pub struct Engine {
+    pub store: Store,
+    pub queue: Queue,
+    pub secrets: aws_sdk_secretsmanager::Client,
+    pub aws: aws_config::SdkConfig,
+    pub allow: AllowList,
+    pub slice: Duration,
+    /// Connections kept across invocations of a warm function, per loader.
+    pub conns: Mutex<HashMap<String, Arc<Conn>>>,
+}
+
+pub enum Conn {
+    Mongo(Mongo),
+    Mysql(Mysql, Vec<Column>),
+    Dynamo(Dynamo),
+}
+
+fn retry(e: impl Into<anyhow::Error>) -> WorkError {
+    WorkError::retryable(e)
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// Every write keeps the loader in the listing index (a replace without it would drop it).
+fn indexed(l: &Loader) -> Meta {
+    IndexKey::loader(&l.created_at, &l.loader_id).into()
+}
+
+impl Conn {
+    async fn count(&self) -> Result<u64, TargetError> {
+        match self {
+            Conn::Mongo(m) => m.count().await,
+            Conn::Mysql(m, _) => m.count().await,
+            Conn::Dynamo(d) => d.count().await,
+        }
+    }
+
+    async fn seq_bounds(&self) -> Result<Option<(u64, u64)>, TargetError> {
+        match self {
+            Conn::Mongo(m) => m.seq_bounds().await,
+            Conn::Mysql(m, cols) => m.seq_bounds(cols).await,
+            Conn::Dynamo(_) => Ok(None),
+        }
+    }
+
+    async fn insert(&self, l: &Loader, from: u64, n: u64) -> Result<u64, TargetError> {
+        let size = l.spec.document_size as usize;
+        match self {
+            Conn::Mongo(m) => m.insert(&l.loader_id, from..from + n, size).await,
+            Conn::Mysql(m, cols) => m.insert(cols, &l.loader_id, from..from + n, size, 4).await,
+            Conn::Dynamo(d) => d.insert(&l.loader_id, from..from + n, size).await,
+        }
+    }
+
+    async fn update(&self, l: &Loader, seqs: &[u64], mutation: u64) -> Result<u64, TargetError> {
+        match self {
+            Conn::Mongo(m) => m.update(seqs, mutation).await,
+            Conn::Mysql(m, cols) => m.update(cols, seqs, mutation).await,
+            Conn::Dynamo(d) => d.update(&l.loader_id, seqs, mutation).await,
+        }
+    }
+
+    /// Deletes `n` of the oldest; returns (deleted, the new lowest sequence that may exist).
+    async fn delete(&self, l: &Loader, p: &Progress, n: u64) -> Result<(u64, u64), TargetError> {
+        let low = |max: Option<u64>| max.map_or(p.low_seq, |m| p.low_seq.max(m + 1));
+        match self {
+            Conn::Mongo(m) => m.delete_oldest(n).await.map(|(d, max)| (d, low(max))),
+            Conn::Mysql(m, cols) => m.delete_oldest(cols, n).await.map(|(d, max)| (d, low(max))),
+            Conn::Dynamo(d) if p.low_seq < p.next_seq => {
+                let n = n.min(p.next_seq - p.low_seq);
+                let from = p.low_seq;
+                d.delete_seqs(&l.loader_id, from..from + n)
+                    .await
+                    .map(|deleted| (deleted, from + n))
+            }
+            Conn::Dynamo(d) => d.delete_any(n).await.map(|deleted| (deleted, p.low_seq)),
+        }
+    }
+}
+
+impl Engine {
+    pub async fn handle(&self, message: LoaderMessage, info: RecordInfo) -> Result<(), WorkError> {
+        let LoaderMessage::Tick { loader_id, tick } = message;
+        let key = Key::loader(&loader_id);
+        let Some(found) = self.store.get::<Loader>(&key).await.map_err(retry)? else {
+            return Err(WorkError::permanent(anyhow::anyhow!(
+                "loader {loader_id} does not exist (tick {tick})"
+            )));
+        };
+        let action = found.value.on_tick(tick, now_ms());
+        tracing::debug!(%loader_id, tick, ?action, delivery = info.receive_count, "tick");
+        match action {
+            TickAction::Duplicate => Ok(()),
+            TickAction::Busy => Err(retry(anyhow::anyhow!(
+                "tick {tick} of {loader_id} is being worked by another delivery"
+            ))),
+            TickAction::SendNext => self.send_next(&loader_id, tick + 1, 0).await,
+            TickAction::Stop => {
+                match self
+                    .store
+                    .transition(&key, indexed, |l: Loader| {
+                        l.finish_stop(tick, &now_rfc3339())
+                    })
+                    .await
+                {
+                    Ok(_) => {
+                        tracing::info!(%loader_id, tick, "loader stopped");
+                        self.forget(&loader_id);
+                        Ok(())
+                    }
+                    Err(StoreError::Conflict(_)) => Ok(()),
+                    Err(e) => Err(retry(e)),
+                }
+            }
+            TickAction::Work => self.work_tick(&loader_id, tick).await,
+        }
+    }
+
+    async fn work_tick(&self, loader_id: &str, tick: u64) -> Result<(), WorkError> {
+        let key = Key::loader(loader_id);
+        let lease_ms = (self.slice.as_millis() as i64) * 3 + 30_000;
+        let claimed: Versioned<Loader> = match self
+            .store
+            .transition(&key, indexed, |l: Loader| l.claim(tick, now_ms(), lease_ms))
+            .await
+        {
+            Ok(v) => v,
+            // Another delivery won the claim (or the loader moved on): this one is a duplicate.
+            Err(StoreError::Conflict(_)) => return Ok(()),
+            Err(e) => return Err(retry(e)),
+        };
+        let outcome = self.slice(&claimed.value).await;
+        if let Some(e) = &outcome.error {
+            tracing::warn!(%loader_id, tick, error = %e, "slice failed");
+            self.forget(loader_id);
+        }
+        let errors = outcome.progress.consecutive_errors + u32::from(outcome.error.is_some());
+        let saved = match self
+            .store
+            .transition(&key, indexed, |l: Loader| {
+                l.finish_slice(tick, outcome.clone(), &now_rfc3339())
+            })
+            .await
+        {
+            Ok(v) => v.value,
+            Err(StoreError::Conflict(c)) => {
+                tracing::warn!(%loader_id, tick, reason = %c, "slice result not saved: tick taken over");
+                return Ok(());
+            }
+            Err(e) => return Err(retry(e)),
+        };
+        tracing::info!(
+            %loader_id, tick, phase = ?saved.phase, count = saved.progress.count,
+            ops_per_sec = saved.progress.ops_per_sec, "slice done"
+        );
+        if saved.phase.is_active() {
+            // After a failed slice, back off (1, 2, 4, 8 s) before the next attempt.
+            let delay = if errors > 0 {
+                1 << (errors - 1).min(3)
+            } else {
+                0
+            };
+            self.send_next(loader_id, tick + 1, delay).await
+        } else {
+            self.forget(loader_id);
+            Ok(())
+        }
+    }
+
+    async fn send_next(&self, loader_id: &str, tick: u64, delay: i32) -> Result<(), WorkError> {
+        self.queue
+            .send_delayed(
+                &LoaderMessage::Tick {
+                    loader_id: loader_id.to_string(),
+                    tick,
+                },
+                delay,
+            )
+            .await
+            .map_err(retry)?;
+        match self
+            .store
+            .transition(&Key::loader(loader_id), indexed, |l: Loader| {
+                l.mark_sent(tick)
+            })
+            .await
+        {
+            Ok(_) | Err(StoreError::Conflict(_)) => Ok(()),
+            Err(e) => Err(retry(e)),
+        }
+    }
+
+    fn forget(&self, loader_id: &str) {
+        self.conns.lock().unwrap().remove(loader_id);
+    }
+
+    async fn creds(&self, l: &Loader) -> Result<Creds, TargetError> {
+        let Some(arn) = &l.target.secret_arn else {
+            return Ok(Creds::default());
+        };
+        let raw = ferry_shared::secrets::get_string(&self.secrets, arn)
+            .await
+            .map_err(|e| TargetError::Failed(e.to_string()))?;
+        serde_json::from_str(&raw)
+            .map_err(|_| TargetError::Failed("loader secret is not valid".into()))
+    }
+
+    async fn connect(&self, l: &Loader) -> Result<Arc<Conn>, TargetError> {
+        if let Some(c) = self.conns.lock().unwrap().get(&l.loader_id) {
+            return Ok(c.clone());
+        }
+        let creds = self.creds(l).await?;
+        let t = &l.target;
+        let db = t.database.as_deref().unwrap_or_default();
+        let coll = t.collection.as_deref().unwrap_or_default();
+        let conn = match l.kind {
+            Kind::Mongo => {
+                let url = mongo::url(t, &creds)?;
+                for h in mongo::hosts_of(&url) {
+                    self.allow
+                        .check(&h)
+                        .await
+                        .map_err(|e| TargetError::Refused(e.to_string()))?;
+                }
+                Conn::Mongo(Mongo::connect(t, &creds, db, coll).await?)
+            }
+            Kind::Mysql => {
+                self.allow
+                    .check(t.host.as_deref().unwrap_or_default())
+                    .await
+                    .map_err(|e| TargetError::Refused(e.to_string()))?;
+                let m = Mysql::connect(t, &creds, db, coll, 4).await?;
+                let cols = m.columns().await?;
+                Conn::Mysql(m, cols)
+            }
+            Kind::Dynamo => {
+                let client = dynamo::client(&self.aws, t.region.as_deref(), &creds);
+                Conn::Dynamo(Dynamo::open(client, coll, true).await?)
+            }
+            Kind::S3 => {
+                return Err(TargetError::Refused(
+                    "the S3 loader's engine is not built yet".into(),
+                ));
+            }
+        };
+        let conn = Arc::new(conn);
+        self.conns
+            .lock()
+            .unwrap()
+            .insert(l.loader_id.clone(), conn.clone());
+        Ok(conn)
+    }
+
+    async fn slice(&self, l: &Loader) -> SliceOutcome {
+        let mut progress = l.progress.clone();
+        let mut phase = l.phase;
+        let error = self
+            .work(l, &mut progress, &mut phase)
+            .await
+            .err()
+            .map(|e| e.to_string());
+        SliceOutcome {
+            progress,
+            phase,
+            error,
+        }
+    }
+
+    async fn work(
+        &self,
+        l: &Loader,
+        p: &mut Progress,
+        phase: &mut Phase,
+    ) -> Result<(), TargetError> {
+        let conn = self.connect(l).await?;
+        if !p.counted {
+            p.count = conn.count().await?;
+            if let Some((lo, hi)) = conn.seq_bounds().await? {
+                p.next_seq = p.next_seq.max(hi + 1);
+                p.low_seq = lo;
+            } else if p.count == 0 {
+                p.low_seq = p.next_seq;
+            }
+            p.counted = true;
+        }
+        if *phase == Phase::Pending {
+            *phase = Phase::Loading;
+        }
+        let start = Instant::now();
+        let mut spec = l.spec.clone();
+        let mut last_check = Instant::now();
+        let mut ops = 0u64;
+        let mut rng_state = (now_ms() as u64) ^ l.tick.wrapping_mul(0x9e37_79b9);
+        while start.elapsed() < self.slice {
+            if last_check.elapsed() >= CHECK_EVERY {
+                last_check = Instant::now();
+                if let Ok(Some(fresh)) = self.store.get::<Loader>(&Key::loader(&l.loader_id)).await
+                {
+                    if fresh.value.phase == Phase::Stopping {
+                        break;
+                    }
+                    spec.mix = fresh.value.spec.mix;
+                    spec.rate_limit = fresh.value.spec.rate_limit;
+                }
+            }
+            match *phase {
+                Phase::Loading => match loader::fill_step(p.count, spec.target_count, FILL_BATCH) {
+                    FillStep::Insert(n) => {
+                        let got = conn.insert(l, p.next_seq, n).await?;
+                        p.next_seq += n;
+                        p.count += got;
+                        p.ops.inserted += got;
+                        ops += got;
+                    }
+                    FillStep::Delete(n) => {
+                        let (deleted, low) = conn.delete(l, p, n).await?;
+                        p.low_seq = low;
+                        if deleted == 0 {
+                            // The kept count was above what the target holds: count again.
+                            p.count = conn.count().await?;
+                        } else {
+                            p.count = p.count.saturating_sub(deleted);
+                        }
+                        p.ops.deleted += deleted;
+                        ops += deleted;
+                    }
+                    FillStep::Done => {
+                        if spec.crud {
+                            *phase = Phase::Crud;
+                            p.crud_started_at = Some(now_rfc3339());
+                        } else {
+                            *phase = Phase::Completed;
+                            break;
+                        }
+                    }
+                },
+                Phase::Crud => {
+                    if loader::crud_time_up(
+                        p.crud_started_at.as_deref(),
+                        spec.crud_minutes,
+                        &now_rfc3339(),
+                    ) {
+                        *phase = Phase::Completed;
+                        break;
+                    }
+                    let batch = match spec.rate_limit {
+                        Some(r) => (u64::from(r) / 5).clamp(1, CRUD_BATCH),
+                        None => CRUD_BATCH,
+                    };
+                    let rolls: Vec<u32> = (0..batch)
+                        .map(|_| {
+                            rng_state ^= rng_state << 13;
+                            rng_state ^= rng_state >> 7;
+                            rng_state ^= rng_state << 17;
+                            (rng_state >> 32) as u32
+                        })
+                        .collect();
+                    let plan = loader::plan_batch(
+                        p.count,
+                        spec.target_count,
+                        spec.buffer,
+                        spec.mix,
+                        rolls,
+                    );
+                    if plan.deleted > 0 {
+                        let (deleted, low) = conn.delete(l, p, plan.deleted).await?;
+                        p.low_seq = low;
+                        p.count = p.count.saturating_sub(deleted);
+                        p.ops.deleted += deleted;
+                    }
+                    if plan.inserted > 0 {
+                        let got = conn.insert(l, p.next_seq, plan.inserted).await?;
+                        p.next_seq += plan.inserted;
+                        p.count += got;
+                        p.ops.inserted += got;
+                    }
+                    if plan.updated > 0 {
+                        let seqs = update_targets(p.low_seq, p.next_seq, plan.updated, rng_state);
+                        let mutation = p.ops.updated + 1;
+                        conn.update(l, &seqs, mutation).await?;
+                        p.ops.updated += plan.updated;
+                    }
+                    ops += plan.total();
+                    if let Some(rate) = spec.rate_limit {
+                        let due = Duration::from_secs_f64(ops as f64 / f64::from(rate));
+                        let elapsed = start.elapsed();
+                        if due > elapsed {
+                            tokio::time::sleep((due - elapsed).min(self.slice)).await;
+                        }
+                    }
+                }
+                _ => break,
+            }
+        }
+        let secs = start.elapsed().as_secs_f64();
+        p.ops_per_sec = if secs > 0.0 {
+            (ops as f64 / secs * 10.0).round() / 10.0
+        } else {
+            0.0
+        };
+        Ok(())
+    }
+}

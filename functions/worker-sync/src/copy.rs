@@ -1,0 +1,614 @@
+//! Copying one object. Small objects (up to one chunk) take one CopyObject, or a GET and a PUT when
+//! the source is a foreign store. Bigger ones go part by part into a multipart upload at the
+//! destination: UploadPartCopy with a byte range on the same store, else a ranged GET of the part
+//! uploaded with UploadPart. After each part its number and ETag are checkpointed in the object's
+//! record, so a redelivery resumes at the first missing part; the upload is then completed and its
+//! size and ETag (the MD5 of the part MD5s) verified. Every source read names the listed ETag
+//! (If-Match), so all parts come from one version of the object.
+
+use crate::engine::{Ctx, Engine, PARTS_PER_MESSAGE};
+use crate::s3io::{self, S3Fail};
+use aws_sdk_s3::primitives::{ByteStream, DateTimeFormat};
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use ferry_shared::domain::now_rfc3339;
+use ferry_shared::domain::sync::{
+    self, Action, ObjectMeta, ObjectOp, ObjectRecord, ObjectRef, ObjectStatus,
+};
+use ferry_shared::messages::SyncMessage;
+use ferry_shared::store::{Meta, Patch, StoreError};
+use futures::{StreamExt, TryStreamExt};
+
+/// User metadata ferry writes on multipart and foreign copies: the source ETag it copied (a
+/// multipart copy gets an ETag of its own, so delta needs this to recognise an unchanged object).
+const SOURCE_ETAG_META: &str = "ferry-source-etag";
+
+/// A copy step failed: in S3 (the object fails once retries are spent) or in the store (the message
+/// is retried).
+enum Stop {
+    S3(S3Fail),
+    Store(anyhow::Error),
+}
+
+impl From<S3Fail> for Stop {
+    fn from(e: S3Fail) -> Self {
+        Stop::S3(e)
+    }
+}
+impl From<StoreError> for Stop {
+    fn from(e: StoreError) -> Self {
+        Stop::Store(e.into())
+    }
+}
+impl From<anyhow::Error> for Stop {
+    fn from(e: anyhow::Error) -> Self {
+        Stop::Store(e)
+    }
+}
+
+fn store_fail(e: StoreError) -> S3Fail {
+    S3Fail::Transient(format!("recording progress: {e}"))
+}
+
+impl Engine {
+    /// Copies one object (or parts `range` of it) and ends its record when it is done. Errors are the
+    /// store's: the message is retried; S3 errors end the object as FAILED.
+    pub async fn copy_one(
+        &self,
+        ctx: &Ctx,
+        obj: ObjectRef,
+        range: Option<(u64, u64)>,
+    ) -> anyhow::Result<()> {
+        let claim = match range {
+            Some((first, _)) => format!("{}\0{}\0{first}", ctx.run_id, obj.key),
+            None => format!("{}\0{}", ctx.run_id, obj.key),
+        };
+        let Some(_guard) = self.claim(claim) else {
+            return Ok(());
+        };
+        let _permit = ctx.limits.objects.acquire().await?;
+        let key = ctx.object_key(&obj.key);
+        if self.store.get::<ObjectRecord>(&key).await?.is_none() {
+            // Normally created by the listing page; a message that outlived its record recreates it.
+            let rec = ObjectRecord::pending(
+                &ctx.job.job_id,
+                &ctx.run_id,
+                &obj.key,
+                &obj.meta(),
+                ObjectOp::Copy,
+                &now_rfc3339(),
+            );
+            self.store
+                .create_counted(
+                    &key,
+                    &Meta::default(),
+                    &rec,
+                    &ctx.run_key(),
+                    &Patch::new().add("counts.total", 1),
+                )
+                .await?;
+        }
+        let rec = match self
+            .store
+            .transition(
+                &key,
+                |_: &ObjectRecord| Meta::default(),
+                |r: ObjectRecord| r.start_attempt(&now_rfc3339()),
+            )
+            .await
+        {
+            Ok(r) => r.value,
+            Err(StoreError::Conflict(_)) => return Ok(()),
+            Err(e) => return Err(e.into()),
+        };
+        if rec.exhausted(ctx.job.max_attempts) {
+            let why = format!(
+                "no progress after {} deliveries (max_attempts {})",
+                rec.idle_attempts - 1,
+                ctx.job.max_attempts
+            );
+            return self
+                .end_object(ctx, &obj.key, ObjectStatus::Failed, Some(why))
+                .await;
+        }
+        let (status, error) = match self.copy_body(ctx, &rec, &obj, range).await {
+            Ok(None) => return Ok(()),
+            Ok(Some(status)) => (status, None),
+            Err(Stop::Store(e)) => return Err(e),
+            Err(Stop::S3(e)) => (ObjectStatus::Failed, Some(explain(e))),
+        };
+        self.end_object(ctx, &obj.key, status, error).await
+    }
+
+    /// `Some(status)` when the object is done; `None` while other part ranges are still going.
+    async fn copy_body(
+        &self,
+        ctx: &Ctx,
+        rec: &ObjectRecord,
+        obj: &ObjectRef,
+        range: Option<(u64, u64)>,
+    ) -> Result<Option<ObjectStatus>, Stop> {
+        let job = &ctx.job;
+        if obj.size == 0 {
+            return Ok(Some(ObjectStatus::Skipped));
+        }
+        let dest_key = sync::destination_key(
+            &job.connector_config.prefix,
+            &job.destination.prefix,
+            &obj.key,
+        )
+        .map_err(S3Fail::Permanent)?;
+        let fresh_start = range.is_none() && rec.upload_id.is_none();
+        if fresh_start && matches!(job.action, Action::Delta | Action::Diff) {
+            let dest = self.head_dest(ctx, &dest_key).await?;
+            if sync::unchanged(&obj.meta(), dest.as_ref()) {
+                return Ok(Some(ObjectStatus::Skipped));
+            }
+        }
+        if obj.size <= job.chunk_size {
+            self.copy_small(ctx, obj, &dest_key).await?;
+            return Ok(Some(ObjectStatus::Processed));
+        }
+        self.copy_multipart(ctx, rec, obj, &dest_key, range).await
+    }
+
+    async fn head_dest(&self, ctx: &Ctx, dest_key: &str) -> Result<Option<ObjectMeta>, S3Fail> {
+        let r = s3io::retry(ctx.job.max_attempts, "head destination", |_| async {
+            self.s3
+                .head_object()
+                .bucket(&ctx.job.destination.bucket)
+                .key(dest_key)
+                .send()
+                .await
+                .map_err(s3io::classify)
+        })
+        .await;
+        match r {
+            Ok(h) => Ok(Some(ObjectMeta {
+                size: h.content_length.unwrap_or(0).max(0) as u64,
+                etag: h.e_tag.clone(),
+                last_modified: h
+                    .last_modified
+                    .and_then(|d| d.fmt(DateTimeFormat::DateTime).ok()),
+                source_etag: h
+                    .metadata
+                    .as_ref()
+                    .and_then(|m| m.get(SOURCE_ETAG_META).cloned()),
+            })),
+            Err(S3Fail::NotFound(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Counts `bytes` as requested from the source, before the request (a crash mid-request still
+    /// shows what it cost).
+    async fn fetching(&self, ctx: &Ctx, obj: &ObjectRef, bytes: u64) -> Result<(), S3Fail> {
+        self.store
+            .patch(
+                &ctx.object_key(&obj.key),
+                &Patch::new().add("bytes_fetched", bytes as i64),
+            )
+            .await
+            .map_err(store_fail)?;
+        Ok(())
+    }
+
+    async fn copy_small(&self, ctx: &Ctx, obj: &ObjectRef, dest_key: &str) -> Result<(), S3Fail> {
+        let job = &ctx.job;
+        let src = &job.connector_config;
+        s3io::retry(job.max_attempts, "copy", |_| async {
+            self.fetching(ctx, obj, obj.size).await?;
+            if !src.is_foreign() {
+                let out = self
+                    .s3
+                    .copy_object()
+                    .copy_source(s3io::copy_source(&src.bucket_name, &obj.key))
+                    .set_copy_source_if_match(obj.etag.clone())
+                    .bucket(&job.destination.bucket)
+                    .key(dest_key)
+                    .send()
+                    .await
+                    .map_err(s3io::classify)?;
+                let got = out.copy_object_result.and_then(|r| r.e_tag);
+                return match (&obj.etag, got) {
+                    (Some(want), Some(got))
+                        if s3io::is_plain_md5(want) && s3io::bare(want) != s3io::bare(&got) =>
+                    {
+                        Err(S3Fail::Transient(format!(
+                            "copy verification failed: ETag {got} instead of {want}"
+                        )))
+                    }
+                    _ => self.verify_size(ctx, dest_key, obj.size).await,
+                };
+            }
+            let got = ctx
+                .src
+                .get_object()
+                .bucket(&src.bucket_name)
+                .key(&obj.key)
+                .set_if_match(obj.etag.clone())
+                .send()
+                .await
+                .map_err(s3io::classify)?;
+            let content_type = got.content_type.clone();
+            let body = got
+                .body
+                .collect()
+                .await
+                .map_err(|e| S3Fail::Transient(format!("reading the source: {e}")))?
+                .into_bytes();
+            let md5 = self.check_body(obj, obj.size, &body)?;
+            let put = self
+                .s3
+                .put_object()
+                .bucket(&job.destination.bucket)
+                .key(dest_key)
+                .set_content_type(content_type)
+                .set_metadata(source_etag_meta(obj))
+                .body(ByteStream::from(body))
+                .send()
+                .await
+                .map_err(s3io::classify)?;
+            check_etag("put", put.e_tag.as_deref(), &md5)
+        })
+        .await
+    }
+
+    /// A downloaded body has the expected length and, for a whole object with a plain-MD5 ETag, that
+    /// MD5; returns its MD5.
+    fn check_body(&self, obj: &ObjectRef, len: u64, body: &[u8]) -> Result<String, S3Fail> {
+        if body.len() as u64 != len {
+            return Err(S3Fail::Transient(format!(
+                "short read: {} of {len} bytes",
+                body.len()
+            )));
+        }
+        let md5 = s3io::md5_hex(body);
+        if len == obj.size
+            && let Some(e) = obj.etag.as_deref().filter(|e| s3io::is_plain_md5(e))
+            && s3io::bare(e) != md5
+        {
+            return Err(S3Fail::Transient(format!(
+                "read verification failed: MD5 {md5}, source ETag {e}"
+            )));
+        }
+        Ok(md5)
+    }
+
+    async fn verify_size(&self, ctx: &Ctx, dest_key: &str, size: u64) -> Result<(), S3Fail> {
+        let got = self
+            .head_dest(ctx, dest_key)
+            .await?
+            .ok_or_else(|| S3Fail::Transient("the copy is not at the destination".into()))?;
+        if got.size != size {
+            return Err(S3Fail::Permanent(format!(
+                "verification failed: {} bytes at the destination, {size} at the source",
+                got.size
+            )));
+        }
+        Ok(())
+    }
+
+    async fn copy_multipart(
+        &self,
+        ctx: &Ctx,
+        rec: &ObjectRecord,
+        obj: &ObjectRef,
+        dest_key: &str,
+        range: Option<(u64, u64)>,
+    ) -> Result<Option<ObjectStatus>, Stop> {
+        let (upload_id, part_size) = self.ensure_upload(ctx, rec, obj, dest_key).await?;
+        let count = sync::part_count(obj.size, part_size);
+        let (first, last) = match range {
+            Some((f, l)) => (f.max(1), l.min(count)),
+            None if count > PARTS_PER_MESSAGE => {
+                let ranges: Vec<SyncMessage> = (1..=count)
+                    .step_by(PARTS_PER_MESSAGE as usize)
+                    .map(|f| SyncMessage::CopyParts {
+                        job_id: ctx.job.job_id.clone(),
+                        run_id: ctx.run_id.clone(),
+                        object: obj.clone(),
+                        first: f,
+                        last: (f + PARTS_PER_MESSAGE - 1).min(count),
+                        hops: 0,
+                    })
+                    .collect();
+                self.queue
+                    .send_all(&ranges)
+                    .await
+                    .map_err(anyhow::Error::from)?;
+                return Ok(None);
+            }
+            None => (1, count),
+        };
+        let current = self.record(ctx, obj).await?;
+        let missing = current.missing_parts(first, last);
+        futures::stream::iter(missing)
+            .map(|n| self.copy_part(ctx, obj, dest_key, &upload_id, part_size, n))
+            .buffer_unordered(ctx.job.concurrency.max(1) as usize)
+            .try_collect::<Vec<()>>()
+            .await?;
+        let current = self.record(ctx, obj).await?;
+        if !current.missing_parts(1, count).is_empty() {
+            return Ok(None);
+        }
+        self.complete(ctx, &current, obj, dest_key, &upload_id, count)
+            .await?;
+        Ok(Some(ObjectStatus::Processed))
+    }
+
+    async fn record(&self, ctx: &Ctx, obj: &ObjectRef) -> Result<ObjectRecord, Stop> {
+        Ok(self
+            .store
+            .get::<ObjectRecord>(&ctx.object_key(&obj.key))
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("object record vanished"))?
+            .value)
+    }
+
+    /// The object's multipart upload: the checkpointed one, or a new one recorded under a condition
+    /// (a concurrent duplicate that loses aborts its own and uses the winner's).
+    async fn ensure_upload(
+        &self,
+        ctx: &Ctx,
+        rec: &ObjectRecord,
+        obj: &ObjectRef,
+        dest_key: &str,
+    ) -> Result<(String, u64), Stop> {
+        if let Some(id) = &rec.upload_id {
+            return Ok((id.clone(), rec.part_size));
+        }
+        let job = &ctx.job;
+        let head = s3io::retry(job.max_attempts, "head source", |_| async {
+            ctx.src
+                .head_object()
+                .bucket(&job.connector_config.bucket_name)
+                .key(&obj.key)
+                .set_if_match(obj.etag.clone())
+                .send()
+                .await
+                .map_err(s3io::classify)
+        })
+        .await?;
+        let created = s3io::retry(job.max_attempts, "create multipart upload", |_| async {
+            self.s3
+                .create_multipart_upload()
+                .bucket(&job.destination.bucket)
+                .key(dest_key)
+                .set_content_type(head.content_type.clone())
+                .set_metadata(source_etag_meta(obj))
+                .send()
+                .await
+                .map_err(s3io::classify)
+        })
+        .await?;
+        let id = created
+            .upload_id
+            .ok_or_else(|| S3Fail::Permanent("the store returned no upload id".into()))?;
+        let part_size = sync::part_size(obj.size, job.chunk_size);
+        let won = self
+            .store
+            .patch(
+                &ctx.object_key(&obj.key),
+                &Patch::new()
+                    .set("upload_id", &id)?
+                    .set("part_size", &part_size)?
+                    .require_missing("upload_id"),
+            )
+            .await?;
+        if won {
+            return Ok((id, part_size));
+        }
+        let _ = self
+            .s3
+            .abort_multipart_upload()
+            .bucket(&job.destination.bucket)
+            .key(dest_key)
+            .upload_id(&id)
+            .send()
+            .await;
+        let winner = self.record(ctx, obj).await?;
+        match winner.upload_id {
+            Some(w) => Ok((w, winner.part_size)),
+            None => Err(Stop::Store(anyhow::anyhow!(
+                "lost the upload race but no upload is recorded"
+            ))),
+        }
+    }
+
+    /// Copies part `n` and checkpoints it.
+    async fn copy_part(
+        &self,
+        ctx: &Ctx,
+        obj: &ObjectRef,
+        dest_key: &str,
+        upload_id: &str,
+        part_size: u64,
+        n: u64,
+    ) -> Result<(), Stop> {
+        // A duplicate message in this process may be on the same part: one copies it, and either one
+        // re-reads the checkpoint first, so a part done meanwhile is not fetched again.
+        let Some(_part) = self.claim(format!("{}\0{}\0part {n}", ctx.run_id, obj.key)) else {
+            return Ok(());
+        };
+        let _permit = ctx
+            .limits
+            .parts
+            .acquire()
+            .await
+            .map_err(anyhow::Error::from)?;
+        if self
+            .record(ctx, obj)
+            .await?
+            .parts
+            .contains_key(&n.to_string())
+        {
+            return Ok(());
+        }
+        let job = &ctx.job;
+        let src = &job.connector_config;
+        let (start, end) = sync::part_range(obj.size, part_size, n);
+        let len = end - start + 1;
+        let etag = s3io::retry(job.max_attempts, "copy part", |_| async {
+            self.fetching(ctx, obj, len).await?;
+            if !src.is_foreign() {
+                let out = self
+                    .s3
+                    .upload_part_copy()
+                    .bucket(&job.destination.bucket)
+                    .key(dest_key)
+                    .upload_id(upload_id)
+                    .part_number(n as i32)
+                    .copy_source(s3io::copy_source(&src.bucket_name, &obj.key))
+                    .copy_source_range(format!("bytes={start}-{end}"))
+                    .set_copy_source_if_match(obj.etag.clone())
+                    .send()
+                    .await
+                    .map_err(s3io::classify)?;
+                return out
+                    .copy_part_result
+                    .and_then(|r| r.e_tag)
+                    .ok_or_else(|| S3Fail::Transient("UploadPartCopy returned no ETag".into()));
+            }
+            let got = ctx
+                .src
+                .get_object()
+                .bucket(&src.bucket_name)
+                .key(&obj.key)
+                .range(format!("bytes={start}-{end}"))
+                .set_if_match(obj.etag.clone())
+                .send()
+                .await
+                .map_err(s3io::classify)?;
+            let body = got
+                .body
+                .collect()
+                .await
+                .map_err(|e| S3Fail::Transient(format!("reading the source: {e}")))?
+                .into_bytes();
+            let md5 = self.check_body(obj, len, &body)?;
+            let out = self
+                .s3
+                .upload_part()
+                .bucket(&job.destination.bucket)
+                .key(dest_key)
+                .upload_id(upload_id)
+                .part_number(n as i32)
+                .body(ByteStream::from(body))
+                .send()
+                .await
+                .map_err(s3io::classify)?;
+            check_etag("upload part", out.e_tag.as_deref(), &md5)?;
+            Ok(out.e_tag.unwrap_or(md5))
+        })
+        .await?;
+        // Conditional on the same upload and on the part not being recorded yet, so a duplicate never
+        // moves `last_position` twice.
+        self.store
+            .patch(
+                &ctx.object_key(&obj.key),
+                &Patch::new()
+                    .set(&format!("parts.{n}"), &etag)?
+                    .set("idle_attempts", &0u32)?
+                    .set("updated_at", &now_rfc3339())?
+                    .add("last_position", len as i64)
+                    .require_eq("upload_id", &upload_id)?
+                    .require_missing(&format!("parts.{n}")),
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn complete(
+        &self,
+        ctx: &Ctx,
+        rec: &ObjectRecord,
+        obj: &ObjectRef,
+        dest_key: &str,
+        upload_id: &str,
+        count: u64,
+    ) -> Result<(), Stop> {
+        let job = &ctx.job;
+        let etags: Vec<&str> = (1..=count)
+            .filter_map(|n| rec.parts.get(&n.to_string()).map(String::as_str))
+            .collect();
+        let parts: Vec<CompletedPart> = etags
+            .iter()
+            .enumerate()
+            .map(|(i, e)| {
+                CompletedPart::builder()
+                    .part_number(i as i32 + 1)
+                    .e_tag(*e)
+                    .build()
+            })
+            .collect();
+        let expected = s3io::multipart_etag(etags.iter().copied());
+        let done = s3io::retry(job.max_attempts, "complete multipart upload", |_| async {
+            self.s3
+                .complete_multipart_upload()
+                .bucket(&job.destination.bucket)
+                .key(dest_key)
+                .upload_id(upload_id)
+                .multipart_upload(
+                    CompletedMultipartUpload::builder()
+                        .set_parts(Some(parts.clone()))
+                        .build(),
+                )
+                .send()
+                .await
+                .map_err(s3io::classify)
+        })
+        .await;
+        match done {
+            Ok(_) => {}
+            // A concurrent duplicate completed it first: fine if what is there is this copy.
+            Err(S3Fail::NoSuchUpload) => {}
+            Err(e) => return Err(e.into()),
+        }
+        let got = self
+            .head_dest(ctx, dest_key)
+            .await?
+            .ok_or(S3Fail::NoSuchUpload)?;
+        if got.size != obj.size {
+            return Err(S3Fail::Permanent(format!(
+                "verification failed: {} bytes at the destination, {} at the source",
+                got.size, obj.size
+            ))
+            .into());
+        }
+        if let (Some(want), Some(have)) = (&expected, &got.etag)
+            && s3io::bare(have) != want
+        {
+            return Err(S3Fail::Permanent(format!(
+                "verification failed: destination ETag {have}, expected {want}"
+            ))
+            .into());
+        }
+        Ok(())
+    }
+}
+
+fn source_etag_meta(obj: &ObjectRef) -> Option<std::collections::HashMap<String, String>> {
+    obj.etag.as_deref().map(|e| {
+        std::collections::HashMap::from([(SOURCE_ETAG_META.to_string(), s3io::bare(e).to_string())])
+    })
+}
+
+fn check_etag(what: &str, got: Option<&str>, md5: &str) -> Result<(), S3Fail> {
+    match got {
+        Some(e) if s3io::is_plain_md5(e) && s3io::bare(e) != md5 => Err(S3Fail::Transient(
+            format!("{what} verification failed: ETag {e}, sent MD5 {md5}"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// The message an object failure is recorded with.
+fn explain(e: S3Fail) -> String {
+    match e {
+        S3Fail::Changed => {
+            "the source object changed during the copy; the next run copies the new version".into()
+        }
+        S3Fail::NotFound(_) => "the source object no longer exists".into(),
+        other => other.to_string(),
+    }
+}

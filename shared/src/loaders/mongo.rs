@@ -1,0 +1,275 @@
+//! MongoDB target (the `mongodb` crate; FerretDB locally). Documents get `_id` = their sequence number,
+//! so the oldest are deleted first and updates can address them without a query.
+
+use super::{CONNECT_TIMEOUT, Creds, TargetError, hotel};
+use crate::domain::loader::Target;
+use futures::{StreamExt, TryStreamExt};
+use mongodb::bson::{Bson, Document, doc};
+use mongodb::options::ClientOptions;
+use mongodb::{Client, Collection, Database};
+
+#[derive(Clone, Debug)]
+pub struct Mongo {
+    client: Client,
+    db: Database,
+    coll: Collection<Document>,
+}
+
+fn classify(e: mongodb::error::Error) -> TargetError {
+    use mongodb::error::ErrorKind as K;
+    match *e.kind {
+        K::ServerSelection { .. } | K::Io(_) | K::DnsResolve { .. } => {
+            TargetError::Unreachable(e.to_string())
+        }
+        K::Authentication { .. } | K::InvalidArgument { .. } => TargetError::Refused(e.to_string()),
+        _ => TargetError::Failed(e.to_string()),
+    }
+}
+
+/// The connection string: `atlas_url` when given (any mongodb:// or mongodb+srv:// string), else built
+/// from host, port, username and password.
+pub fn url(target: &Target, creds: &Creds) -> Result<String, TargetError> {
+    if let Some(u) = &creds.atlas_url {
+        return Ok(u.clone());
+    }
+    let host = target
+        .host
+        .as_deref()
+        .ok_or_else(|| TargetError::Refused("ip is required".into()))?;
+    let port = target.port.unwrap_or(27017);
+    let auth = match (&target.username, &creds.password) {
+        (Some(u), Some(p)) if !u.is_empty() => format!("{}:{}@", enc(u), enc(p)),
+        (Some(u), None) if !u.is_empty() => format!("{}@", enc(u)),
+        _ => String::new(),
+    };
+    Ok(format!("mongodb://{auth}{host}:{port}/"))
+}
+
+fn enc(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// The host part of a connection string (for the allow-list).
+pub fn hosts_of(url: &str) -> Vec<String> {
+    let rest = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
+    let authority = rest.split(['/', '?']).next().unwrap_or("");
+    let hosts = authority
+        .rsplit_once('@')
+        .map(|(_, h)| h)
+        .unwrap_or(authority);
+    hosts
+        .split(',')
+        .filter(|h| !h.is_empty())
+        .map(|h| {
+            if let Some(v6) = h.strip_prefix('[') {
+                v6.split(']').next().unwrap_or("").to_string()
+            } else {
+                h.split(':').next().unwrap_or("").to_string()
+            }
+        })
+        .collect()
+}
+
+impl Mongo {
+    pub async fn connect(
+        target: &Target,
+        creds: &Creds,
+        database: &str,
+        collection: &str,
+    ) -> Result<Mongo, TargetError> {
+        let mut opts = ClientOptions::parse(url(target, creds)?)
+            .await
+            .map_err(classify)?;
+        opts.connect_timeout = Some(CONNECT_TIMEOUT);
+        opts.server_selection_timeout = Some(CONNECT_TIMEOUT);
+        opts.app_name = Some("ferry-loader".into());
+        let client = Client::with_options(opts).map_err(classify)?;
+        let db = client.database(database);
+        db.run_command(doc! {"ping": 1}).await.map_err(classify)?;
+        let coll = db.collection::<Document>(collection);
+        Ok(Mongo { client, db, coll })
+    }
+
+    pub async fn count(&self) -> Result<u64, TargetError> {
+        self.coll.count_documents(doc! {}).await.map_err(classify)
+    }
+
+    async fn edge_id(&self, dir: i32) -> Result<Option<u64>, TargetError> {
+        let d = self
+            .coll
+            .find_one(doc! {"_id": {"$type": "number"}})
+            .sort(doc! {"_id": dir})
+            .projection(doc! {"_id": 1})
+            .await
+            .map_err(classify)?;
+        Ok(d.and_then(|d| id_of(&d)))
+    }
+
+    /// The lowest and highest numeric `_id` present.
+    pub async fn seq_bounds(&self) -> Result<Option<(u64, u64)>, TargetError> {
+        Ok(match (self.edge_id(1).await?, self.edge_id(-1).await?) {
+            (Some(lo), Some(hi)) => Some((lo, hi)),
+            _ => None,
+        })
+    }
+
+    /// Inserts documents `seqs` of `loader_id` in one unordered insert_many per `chunk`, `parallel` at a
+    /// time. Returns how many were inserted.
+    pub async fn insert(
+        &self,
+        loader_id: &str,
+        seqs: std::ops::Range<u64>,
+        size: usize,
+    ) -> Result<u64, TargetError> {
+        let docs: Vec<Document> = seqs
+            .map(|seq| {
+                let mut d =
+                    mongodb::bson::serialize_to_document(&hotel::document(loader_id, seq, size))
+                        .unwrap_or_default();
+                d.insert("_id", seq as i64);
+                d
+            })
+            .collect();
+        let chunks: Vec<Vec<Document>> = docs.chunks(1000).map(|c| c.to_vec()).collect();
+        let results: Vec<Result<u64, TargetError>> = futures::stream::iter(chunks)
+            .map(|c| async move {
+                let n = c.len() as u64;
+                match self.coll.insert_many(c).ordered(false).await {
+                    Ok(r) => Ok(r.inserted_ids.len() as u64),
+                    Err(e) => match *e.kind {
+                        mongodb::error::ErrorKind::InsertMany(ref f) => {
+                            // Duplicate ids (a redone slice) are not new documents.
+                            let failed = f.write_errors.as_ref().map_or(0, |w| w.len()) as u64;
+                            Ok(n.saturating_sub(failed))
+                        }
+                        _ => Err(classify(e)),
+                    },
+                }
+            })
+            .buffer_unordered(4)
+            .collect()
+            .await;
+        results.into_iter().sum()
+    }
+
+    /// Bumps `mutated` and refreshes `price` on the documents with these ids; returns how many matched.
+    pub async fn update(&self, seqs: &[u64], mutation: u64) -> Result<u64, TargetError> {
+        let results: Vec<Result<u64, TargetError>> = futures::stream::iter(seqs.to_vec())
+            .map(|seq| async move {
+                self.coll
+                    .update_one(
+                        doc! {"_id": seq as i64},
+                        doc! {"$set": {"mutated": mutation as i64, "price": ((seq * 7919 + mutation) % 100_000) as f64 / 100.0}},
+                    )
+                    .await
+                    .map(|r| r.matched_count)
+                    .map_err(classify)
+            })
+            .buffer_unordered(16)
+            .collect()
+            .await;
+        results.into_iter().sum()
+    }
+
+    /// Deletes the `n` documents with the lowest `_id`; returns (deleted, highest numeric id deleted).
+    pub async fn delete_oldest(&self, n: u64) -> Result<(u64, Option<u64>), TargetError> {
+        let ids: Vec<Bson> = self
+            .coll
+            .find(doc! {})
+            .sort(doc! {"_id": 1})
+            .projection(doc! {"_id": 1})
+            .limit(n as i64)
+            .await
+            .map_err(classify)?
+            .map_ok(|d| d.get("_id").cloned().unwrap_or(Bson::Null))
+            .try_collect()
+            .await
+            .map_err(classify)?;
+        let max = ids
+            .iter()
+            .filter_map(|b| match b {
+                Bson::Int64(v) => Some(*v as u64),
+                Bson::Int32(v) => Some(*v as u64),
+                _ => None,
+            })
+            .max();
+        if ids.is_empty() {
+            return Ok((0, None));
+        }
+        let r = self
+            .coll
+            .delete_many(doc! {"_id": {"$in": ids}})
+            .await
+            .map_err(classify)?;
+        Ok((r.deleted_count, max))
+    }
+
+    pub async fn drop_database(&self) -> Result<(), TargetError> {
+        self.db.drop().await.map_err(classify)
+    }
+
+    pub async fn drop_collection(&self) -> Result<(), TargetError> {
+        self.coll.drop().await.map_err(classify)
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+}
+
+fn id_of(d: &Document) -> Option<u64> {
+    match d.get("_id")? {
+        Bson::Int64(v) => Some(*v as u64),
+        Bson::Int32(v) => Some(*v as u64),
+        Bson::Double(v) => Some(*v as u64),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn url_is_built_from_fields_or_taken_from_atlas_url() {
+        let t = Target {
+            host: Some("10.0.0.5".into()),
+            port: Some(27018),
+            username: Some("u@x".into()),
+            ..Target::default()
+        };
+        let c = Creds {
+            password: Some("p:w/".into()),
+            ..Creds::default()
+        };
+        assert_eq!(
+            url(&t, &c).unwrap(),
+            "mongodb://u%40x:p%3Aw%2F@10.0.0.5:27018/"
+        );
+        let a = Creds {
+            atlas_url: Some("mongodb+srv://u:p@c0.ab.mongodb.net/?retryWrites=true".into()),
+            ..Creds::default()
+        };
+        assert!(url(&t, &a).unwrap().starts_with("mongodb+srv://"));
+    }
+
+    #[test]
+    fn hosts_are_read_from_connection_strings() {
+        assert_eq!(
+            hosts_of("mongodb://u:p@h1:1,h2:2/db?x=1"),
+            vec!["h1".to_string(), "h2".to_string()]
+        );
+        assert_eq!(
+            hosts_of("mongodb+srv://c0.ab.mongodb.net/"),
+            vec!["c0.ab.mongodb.net"]
+        );
+        assert_eq!(hosts_of("mongodb://[::1]:27017"), vec!["::1"]);
+    }
+}

@@ -1,0 +1,526 @@
+//! MySQL target (sqlx; MariaDB locally). Rows fill the table's own columns: each column takes the hotel
+//! field of the same name (converted to the column's type, cut to its length), else a value derived
+//! from the row's sequence; one text column always carries the document key, so every row is distinct.
+//! Fill uses multi-row INSERTs over a small pool; deletes take the lowest primary keys first.
+
+use super::{CONNECT_TIMEOUT, Creds, TargetError, check_identifier, hotel};
+use crate::domain::loader::Target;
+use futures::StreamExt;
+use serde_json::Value;
+use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions};
+use sqlx::{AssertSqlSafe, Row};
+
+#[derive(Debug, Clone)]
+pub struct Column {
+    pub name: String,
+    pub data_type: String,
+    pub max_len: Option<u64>,
+    pub auto_increment: bool,
+    pub primary: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Val {
+    Int(i64),
+    Float(f64),
+    Text(String),
+}
+
+#[derive(Clone, Debug)]
+pub struct Mysql {
+    pool: MySqlPool,
+    database: String,
+    table: String,
+}
+
+fn classify(e: sqlx::Error) -> TargetError {
+    match &e {
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::Tls(_) => {
+            TargetError::Unreachable(e.to_string())
+        }
+        sqlx::Error::Database(d) => {
+            // 1044/1045: access denied; 1049: unknown database; 1146: no such table; 1064: syntax.
+            let code = d.code().map(|c| c.to_string()).unwrap_or_default();
+            if ["1044", "1045", "1049", "1146", "1064", "1054", "1050"].contains(&code.as_str())
+                || d.message().contains("denied")
+            {
+                TargetError::Refused(d.message().to_string())
+            } else {
+                TargetError::Failed(d.message().to_string())
+            }
+        }
+        _ => TargetError::Failed(e.to_string()),
+    }
+}
+
+fn q(ident: &str) -> String {
+    format!("`{}`", ident.replace('`', ""))
+}
+
+/// `table_columns` is SQL column definitions; refuse what could end the statement or hide code.
+pub fn check_table_columns(cols: &str) -> Result<(), String> {
+    if cols.trim().is_empty() {
+        return Err("table_columns must not be empty".into());
+    }
+    for bad in [";", "--", "/*", "*/", "#"] {
+        if cols.contains(bad) {
+            return Err(format!("table_columns must not contain {bad:?}"));
+        }
+    }
+    Ok(())
+}
+
+impl Mysql {
+    /// Connects to the server (no database selected, so init_config can create it).
+    pub async fn connect(
+        target: &Target,
+        creds: &Creds,
+        database: &str,
+        table: &str,
+        connections: u32,
+    ) -> Result<Mysql, TargetError> {
+        check_identifier("database_name", database).map_err(TargetError::Refused)?;
+        if !table.is_empty() {
+            check_identifier("table_name", table).map_err(TargetError::Refused)?;
+        }
+        let host = target
+            .host
+            .as_deref()
+            .ok_or_else(|| TargetError::Refused("host is required".into()))?;
+        let mut opts = MySqlConnectOptions::new()
+            .host(host)
+            .port(target.port.unwrap_or(3306));
+        if let Some(u) = &target.username {
+            opts = opts.username(u);
+        }
+        if let Some(p) = &creds.password {
+            opts = opts.password(p);
+        }
+        let pool = MySqlPoolOptions::new()
+            .max_connections(connections.max(1))
+            .acquire_timeout(CONNECT_TIMEOUT)
+            .connect_with(opts)
+            .await
+            .map_err(classify)?;
+        Ok(Mysql {
+            pool,
+            database: database.to_string(),
+            table: table.to_string(),
+        })
+    }
+
+    fn full(&self) -> String {
+        format!("{}.{}", q(&self.database), q(&self.table))
+    }
+
+    async fn exec(&self, sql: String) -> Result<u64, TargetError> {
+        sqlx::query(AssertSqlSafe(sql))
+            .execute(&self.pool)
+            .await
+            .map(|r| r.rows_affected())
+            .map_err(classify)
+    }
+
+    /// init_config: the database and the table from `table_columns`, if they do not exist.
+    pub async fn init(&self, table_columns: &str) -> Result<(), TargetError> {
+        check_table_columns(table_columns).map_err(TargetError::Refused)?;
+        self.exec(format!(
+            "CREATE DATABASE IF NOT EXISTS {}",
+            q(&self.database)
+        ))
+        .await?;
+        self.exec(format!(
+            "CREATE TABLE IF NOT EXISTS {} ({table_columns})",
+            self.full()
+        ))
+        .await?;
+        Ok(())
+    }
+
+    pub async fn columns(&self) -> Result<Vec<Column>, TargetError> {
+        let rows = sqlx::query(
+            "SELECT CAST(column_name AS CHAR), CAST(data_type AS CHAR), character_maximum_length, \
+             CAST(extra AS CHAR), CAST(column_key AS CHAR) FROM information_schema.columns \
+             WHERE table_schema = ? AND table_name = ? ORDER BY ordinal_position",
+        )
+        .bind(&self.database)
+        .bind(&self.table)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(classify)?;
+        if rows.is_empty() {
+            return Err(TargetError::Refused(format!(
+                "table {}.{} does not exist (pass init_config with table_columns to create it)",
+                self.database, self.table
+            )));
+        }
+        Ok(rows
+            .into_iter()
+            .map(|r| Column {
+                name: r.get::<String, _>(0),
+                data_type: r.get::<String, _>(1).to_ascii_lowercase(),
+                max_len: r.get::<Option<u64>, _>(2),
+                auto_increment: r.get::<String, _>(3).contains("auto_increment"),
+                primary: r.get::<String, _>(4) == "PRI",
+            })
+            .collect())
+    }
+
+    pub async fn count(&self) -> Result<u64, TargetError> {
+        let n: i64 = sqlx::query_scalar(AssertSqlSafe(format!(
+            "SELECT COUNT(*) FROM {}",
+            self.full()
+        )))
+        .fetch_one(&self.pool)
+        .await
+        .map_err(classify)?;
+        Ok(n as u64)
+    }
+
+    /// The lowest and highest value of a numeric single-column primary key.
+    pub async fn seq_bounds(&self, cols: &[Column]) -> Result<Option<(u64, u64)>, TargetError> {
+        let Some(pk) = numeric_pk(cols) else {
+            return Ok(None);
+        };
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT CAST(MIN({0}) AS SIGNED), CAST(MAX({0}) AS SIGNED) FROM {1}",
+            q(&pk.name),
+            self.full()
+        )))
+        .fetch_one(&self.pool)
+        .await
+        .map_err(classify)?;
+        let (lo, hi): (Option<i64>, Option<i64>) = (row.get(0), row.get(1));
+        Ok(lo.zip(hi).map(|(l, h)| (l.max(0) as u64, h.max(0) as u64)))
+    }
+
+    /// Inserts rows `seqs` of `loader_id` with multi-row INSERTs, `parallel` statements at a time.
+    pub async fn insert(
+        &self,
+        cols: &[Column],
+        loader_id: &str,
+        seqs: std::ops::Range<u64>,
+        size: usize,
+        parallel: usize,
+    ) -> Result<u64, TargetError> {
+        let used: Vec<&Column> = cols.iter().filter(|c| !c.auto_increment).collect();
+        if used.is_empty() {
+            return Err(TargetError::Refused(
+                "the table has no column to fill".into(),
+            ));
+        }
+        let per_stmt = (60_000 / used.len()).clamp(1, 1000);
+        let names = used
+            .iter()
+            .map(|c| q(&c.name))
+            .collect::<Vec<_>>()
+            .join(",");
+        let one = format!("({})", vec!["?"; used.len()].join(","));
+        let seqs: Vec<u64> = seqs.collect();
+        let stmts: Vec<Vec<u64>> = seqs.chunks(per_stmt).map(|c| c.to_vec()).collect();
+        let results: Vec<Result<u64, TargetError>> = futures::stream::iter(stmts)
+            .map(|chunk| {
+                let sql = format!(
+                    "INSERT INTO {} ({names}) VALUES {}",
+                    self.full(),
+                    vec![one.as_str(); chunk.len()].join(",")
+                );
+                let used = &used;
+                async move {
+                    let mut query = sqlx::query(AssertSqlSafe(sql));
+                    for seq in chunk {
+                        for v in row_values(used, loader_id, seq, size) {
+                            query = match v {
+                                Val::Int(i) => query.bind(i),
+                                Val::Float(f) => query.bind(f),
+                                Val::Text(s) => query.bind(s),
+                            };
+                        }
+                    }
+                    query
+                        .execute(&self.pool)
+                        .await
+                        .map(|r| r.rows_affected())
+                        .map_err(classify)
+                }
+            })
+            .buffer_unordered(parallel.max(1))
+            .collect()
+            .await;
+        results.into_iter().sum()
+    }
+
+    /// Updates the rows with these primary keys (or any rows without a numeric key); returns matches.
+    pub async fn update(
+        &self,
+        cols: &[Column],
+        seqs: &[u64],
+        mutation: u64,
+    ) -> Result<u64, TargetError> {
+        if seqs.is_empty() {
+            return Ok(0);
+        }
+        let Some(col) = cols
+            .iter()
+            .find(|c| c.name.eq_ignore_ascii_case("mutated") && is_int(&c.data_type))
+            .or_else(|| cols.iter().find(|c| !c.primary && !c.auto_increment))
+        else {
+            return Ok(0);
+        };
+        let value = if is_int(&col.data_type) {
+            Val::Int(mutation as i64)
+        } else if is_float(&col.data_type) {
+            Val::Float(mutation as f64 / 10.0)
+        } else {
+            Val::Text(cut(format!("mutated {mutation}"), col.max_len))
+        };
+        let sql = match numeric_pk(cols) {
+            Some(pk) => format!(
+                "UPDATE {} SET {} = ? WHERE {} IN ({})",
+                self.full(),
+                q(&col.name),
+                q(&pk.name),
+                seqs.iter()
+                    .map(u64::to_string)
+                    .collect::<Vec<_>>()
+                    .join(",")
+            ),
+            None => format!(
+                "UPDATE {} SET {} = ? LIMIT {}",
+                self.full(),
+                q(&col.name),
+                seqs.len()
+            ),
+        };
+        let query = sqlx::query(AssertSqlSafe(sql));
+        let query = match value {
+            Val::Int(i) => query.bind(i),
+            Val::Float(f) => query.bind(f),
+            Val::Text(s) => query.bind(s),
+        };
+        // MySQL reports changed rows; every targeted row exists or was deleted, so this is a floor.
+        query
+            .execute(&self.pool)
+            .await
+            .map(|r| r.rows_affected())
+            .map_err(classify)
+    }
+
+    /// Deletes the `n` rows with the lowest primary key; returns (deleted, highest key deleted).
+    pub async fn delete_oldest(
+        &self,
+        cols: &[Column],
+        n: u64,
+    ) -> Result<(u64, Option<u64>), TargetError> {
+        match numeric_pk(cols) {
+            Some(pk) => {
+                let bound: Option<i64> = sqlx::query_scalar(AssertSqlSafe(format!(
+                    "SELECT CAST(MAX(k) AS SIGNED) FROM (SELECT {0} AS k FROM {1} ORDER BY {0} LIMIT {n}) t",
+                    q(&pk.name),
+                    self.full()
+                )))
+                .fetch_one(&self.pool)
+                .await
+                .map_err(classify)?;
+                let Some(bound) = bound else {
+                    return Ok((0, None));
+                };
+                let deleted = self
+                    .exec(format!(
+                        "DELETE FROM {} WHERE {} <= {bound}",
+                        self.full(),
+                        q(&pk.name)
+                    ))
+                    .await?;
+                Ok((deleted, Some(bound.max(0) as u64)))
+            }
+            None => Ok((
+                self.exec(format!("DELETE FROM {} LIMIT {n}", self.full()))
+                    .await?,
+                None,
+            )),
+        }
+    }
+
+    pub async fn drop_database(&self) -> Result<(), TargetError> {
+        self.exec(format!("DROP DATABASE IF EXISTS {}", q(&self.database)))
+            .await
+            .map(|_| ())
+    }
+
+    pub async fn drop_table(&self) -> Result<(), TargetError> {
+        self.exec(format!("DROP TABLE IF EXISTS {}", self.full()))
+            .await
+            .map(|_| ())
+    }
+}
+
+fn is_int(t: &str) -> bool {
+    matches!(
+        t,
+        "tinyint" | "smallint" | "mediumint" | "int" | "integer" | "bigint" | "bit" | "year"
+    )
+}
+
+fn is_float(t: &str) -> bool {
+    matches!(t, "float" | "double" | "decimal" | "numeric" | "real")
+}
+
+fn is_text(t: &str) -> bool {
+    t.contains("char") || t.contains("text") || t == "json" || t == "longtext" || t == "enum"
+}
+
+pub fn numeric_pk(cols: &[Column]) -> Option<&Column> {
+    let pks: Vec<&Column> = cols.iter().filter(|c| c.primary).collect();
+    match pks.as_slice() {
+        [pk] if is_int(&pk.data_type) => Some(pk),
+        _ => None,
+    }
+}
+
+fn cut(mut s: String, max: Option<u64>) -> String {
+    if let Some(m) = max {
+        let m = m as usize;
+        if s.chars().count() > m {
+            s = s.chars().take(m).collect();
+        }
+    }
+    s
+}
+
+/// Hotel field names a column may go by.
+fn field_for(column: &str) -> String {
+    let c = column.to_ascii_lowercase();
+    match c.as_str() {
+        "avg_rating" | "rating" => "avg_ratings".into(),
+        "hotel_name" | "title" => "name".into(),
+        "likes" => "public_likes".into(),
+        "review" => "reviews".into(),
+        "size" => "document_size".into(),
+        _ => c,
+    }
+}
+
+/// The values of row `seq` for `cols`, in order.
+pub fn row_values(cols: &[&Column], loader_id: &str, seq: u64, size: usize) -> Vec<Val> {
+    let doc = hotel::document(loader_id, seq, size);
+    let key = hotel::key(loader_id, seq);
+    let mut carries_key = false;
+    let mut out: Vec<Val> = cols
+        .iter()
+        .map(|c| {
+            let t = c.data_type.as_str();
+            let v = doc.get(&field_for(&c.name));
+            if is_int(t) {
+                Val::Int(match v {
+                    Some(Value::Bool(b)) => *b as i64,
+                    Some(Value::Number(n)) => n.as_f64().unwrap_or(0.0).round() as i64,
+                    _ if t == "tinyint" || t == "bit" => (seq % 2) as i64,
+                    _ if t == "year" => 2000 + (seq % 100) as i64,
+                    _ => seq as i64,
+                })
+            } else if is_float(t) {
+                Val::Float(match v {
+                    Some(Value::Number(n)) => n.as_f64().unwrap_or(0.0),
+                    _ => (seq % 100_000) as f64 / 100.0,
+                })
+            } else if t.contains("date") || t.contains("time") {
+                let day = chrono::NaiveDate::from_ymd_opt(2020, 1, 1).unwrap()
+                    + chrono::Days::new(seq % 3650);
+                Val::Text(if t == "date" {
+                    day.to_string()
+                } else {
+                    format!(
+                        "{day} {:02}:{:02}:{:02}",
+                        seq % 24,
+                        seq % 60,
+                        (seq / 60) % 60
+                    )
+                })
+            } else {
+                let s = match v {
+                    Some(Value::String(s)) => s.clone(),
+                    Some(other) if t == "json" || is_text(t) => other.to_string(),
+                    _ => format!("{}-{key}", c.name),
+                };
+                let s = cut(s, c.max_len);
+                if s.contains(&key) {
+                    carries_key = true;
+                }
+                Val::Text(s)
+            }
+        })
+        .collect();
+    if !carries_key
+        && let Some((i, c)) = cols
+            .iter()
+            .enumerate()
+            .find(|(_, c)| is_text(&c.data_type) && c.data_type != "json" && c.data_type != "enum")
+        && let Val::Text(s) = &out[i]
+    {
+        // The key when the column has room for it, else the sequence (distinct within the loader).
+        let suffix = match c.max_len {
+            Some(m) if (m as usize) < key.len() + 8 => format!(" #{seq}"),
+            _ => format!(" {key}"),
+        };
+        let room = c.max_len.map(|m| (m as usize).saturating_sub(suffix.len()));
+        let base: String = match room {
+            Some(r) => s.chars().take(r).collect(),
+            None => s.clone(),
+        };
+        out[i] = Val::Text(cut(format!("{base}{suffix}"), c.max_len));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn col(name: &str, t: &str, len: Option<u64>) -> Column {
+        Column {
+            name: name.into(),
+            data_type: t.into(),
+            max_len: len,
+            auto_increment: false,
+            primary: false,
+        }
+    }
+
+    #[test]
+    fn rows_fill_the_tables_own_columns_and_are_distinct() {
+        let cols = [
+            col("address", "varchar", Some(255)),
+            col("avg_rating", "float", None),
+            col("city", "varchar", Some(255)),
+            col("country", "varchar", Some(255)),
+        ];
+        let refs: Vec<&Column> = cols.iter().collect();
+        let rows: std::collections::HashSet<String> = (0..3000)
+            .map(|s| format!("{:?}", row_values(&refs, "loader-x", s, 1024)))
+            .collect();
+        assert_eq!(rows.len(), 3000);
+        let r = row_values(&refs, "loader-x", 5, 1024);
+        assert!(matches!(&r[1], Val::Float(f) if (1.0..=5.0).contains(f)));
+        let doc = hotel::hotel("loader-x", 5);
+        assert!(matches!(&r[2], Val::Text(s) if *s == doc["city"]));
+    }
+
+    #[test]
+    fn text_is_cut_to_the_column_length_and_keeps_the_key() {
+        let cols = [col("address", "varchar", Some(20))];
+        let refs: Vec<&Column> = cols.iter().collect();
+        let Val::Text(s) = &row_values(&refs, "loader-x", 77, 512)[0] else {
+            panic!()
+        };
+        assert!(s.chars().count() <= 20);
+        assert!(s.ends_with(" #77"), "{s}");
+    }
+
+    #[test]
+    fn table_columns_cannot_smuggle_statements() {
+        assert!(check_table_columns("id INT PRIMARY KEY, a VARCHAR(10)").is_ok());
+        assert!(check_table_columns("a INT); DROP TABLE x; --").is_err());
+        assert!(check_table_columns("").is_err());
+    }
+}

@@ -1,0 +1,325 @@
+//! Loaders end to end: HTTP -> DynamoDB + Secrets Manager + SQS -> the pump -> worker-loader -> FerretDB,
+//! MariaDB, DynamoDB Local, checked against the targets themselves.
+
+use ferry_shared::domain::loader::{Loader, Target};
+use ferry_shared::keys::Key;
+use ferry_shared::loaders::Creds;
+use ferry_shared::loaders::mongo::Mongo;
+use ferry_shared::loaders::mysql::Mysql;
+use ferry_tests::{base_url, call, env, eventually, http, store, token};
+use serde_json::{Value, json};
+use std::time::Duration;
+
+const WAIT: Duration = Duration::from_secs(240);
+
+fn uniq(p: &str) -> String {
+    format!("{p}_{}", &uuid::Uuid::new_v4().simple().to_string()[..10])
+}
+
+fn mongo_port() -> String {
+    env("FERRY_FERRETDB_PORT")
+}
+
+fn mongo_body(db: &str, coll: &str, n: u64) -> Value {
+    json!({"ip": "127.0.0.1", "port": mongo_port(), "database_name": db, "collection_name": coll,
+           "target_num_docs": n, "num_buffer": 50, "document_size": 512})
+}
+
+async fn mongo(db: &str, coll: &str) -> Mongo {
+    let t = Target {
+        host: Some("127.0.0.1".into()),
+        port: Some(mongo_port().parse().unwrap()),
+        ..Target::default()
+    };
+    Mongo::connect(&t, &Creds::default(), db, coll)
+        .await
+        .unwrap()
+}
+
+async fn post(tok: &str, path: &str, body: Value) -> (u16, Value) {
+    call(
+        http()
+            .post(format!("{}{path}", base_url()))
+            .bearer_auth(tok)
+            .json(&body),
+    )
+    .await
+}
+
+async fn loader(id: &str) -> Value {
+    let (s, b) = call(http().get(format!("{}/loaders/{id}", base_url()))).await;
+    assert_eq!(s, 200, "{b}");
+    b
+}
+
+async fn until_phase(id: &str, phase: &str) -> Value {
+    eventually(&format!("loader {id} in {phase}"), WAIT, || async {
+        let l = loader(id).await;
+        assert_ne!(l["phase"], "failed", "{l}");
+        (l["phase"] == phase).then_some(l)
+    })
+    .await
+}
+
+#[tokio::test]
+async fn mongo_fills_to_target_cruds_within_buffer_stops_and_restarts_by_id() {
+    let tok = token(&["user"]).await;
+    let (db, coll) = (uniq("db"), uniq("c"));
+    let (s, b) = post(&tok, "/mongo/start_loader", mongo_body(&db, &coll, 2000)).await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["status"], "running");
+    assert_eq!(b["database"], db.as_str());
+    assert_eq!(b["collection"], coll.as_str());
+    let id = b["loader_id"].as_str().unwrap().to_string();
+    assert!(b.to_string().find("secret").is_none(), "{b}");
+
+    until_phase(&id, "crud").await;
+    let m = mongo(&db, &coll).await;
+    for _ in 0..6 {
+        let n = m.count().await.unwrap();
+        assert!((1950..=2050).contains(&n), "count {n} left the buffer");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let running = loader(&id).await;
+    assert!(running["ops"]["updated"].as_u64().unwrap() > 0, "{running}");
+
+    let (s, b) = post(&tok, "/mongo/stop_loader", json!({"loader_id": id})).await;
+    assert_eq!(s, 200, "{b}");
+    let stopped = until_phase(&id, "stopped").await;
+    let kept = stopped["current_count"].as_u64().unwrap();
+    assert_eq!(m.count().await.unwrap(), kept, "the kept count is exact");
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(
+        m.count().await.unwrap(),
+        kept,
+        "a stopped loader writes nothing"
+    );
+    let st = store().await;
+    let before: Loader = st.get(&Key::loader(&id)).await.unwrap().unwrap().value;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let after: Loader = st.get(&Key::loader(&id)).await.unwrap().unwrap().value;
+    assert_eq!(before.tick, after.tick, "a stopped loader gets no ticks");
+
+    let mut body = mongo_body(&db, &coll, 2500);
+    body["loader_id"] = json!(id);
+    let (s, b) = post(&tok, "/mongo/start_loader", body).await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["response"], format!("Loader {id} restarted successfully"));
+    eventually("restarted loader fills to 2500", WAIT, || async {
+        let l = loader(&id).await;
+        (l["phase"] == "crud" && l["runs"] == 2).then_some(())
+    })
+    .await;
+    let n = m.count().await.unwrap();
+    assert!((2450..=2550).contains(&n), "{n}");
+    post(&tok, "/mongo/stop_loader", json!({"loader_id": id})).await;
+    until_phase(&id, "stopped").await;
+}
+
+#[tokio::test]
+async fn a_second_loader_on_the_same_target_gets_409_and_a_duplicated_tick_is_a_no_op() {
+    let tok = token(&["user"]).await;
+    let (db, coll) = (uniq("db"), uniq("c"));
+    let (s, b) = post(&tok, "/mongo/start_loader", mongo_body(&db, &coll, 300)).await;
+    assert_eq!(s, 200, "{b}");
+    let id = b["loader_id"].as_str().unwrap().to_string();
+    let (s, b) = post(&tok, "/mongo/start_crud", mongo_body(&db, &coll, 300)).await;
+    assert_eq!(s, 409, "{b}");
+    assert_eq!(b["loader_id"], id.as_str());
+
+    until_phase(&id, "crud").await;
+    post(&tok, "/mongo/stop_loader", json!({"loader_id": id})).await;
+    until_phase(&id, "stopped").await;
+    let st = store().await;
+    let before = st.get::<Loader>(&Key::loader(&id)).await.unwrap().unwrap();
+    let m = mongo(&db, &coll).await;
+    let count = m.count().await.unwrap();
+    // Deliver an old tick and the last one again, straight to the worker.
+    for tick in [0, before.value.tick - 1] {
+        let event = json!({"Records": [{
+            "messageId": format!("dup-{tick}"), "receiptHandle": "r", "eventSource": "aws:sqs",
+            "body": json!({"kind": "tick", "loader_id": id, "tick": tick}).to_string(),
+            "attributes": {"ApproximateReceiveCount": "2"}, "messageAttributes": {}
+        }]});
+        let out = ferry_tests::invoke("worker-loader", &event).await.unwrap();
+        assert_eq!(out["batchItemFailures"], json!([]), "{out}");
+    }
+    let after = st.get::<Loader>(&Key::loader(&id)).await.unwrap().unwrap();
+    assert_eq!(
+        after.version, before.version,
+        "the duplicate changed the loader"
+    );
+    assert_eq!(m.count().await.unwrap(), count);
+
+    // Once stopped, the target is free again.
+    let (s, b) = post(&tok, "/mongo/start_loader", mongo_body(&db, &coll, 100)).await;
+    assert_eq!(s, 200, "{b}");
+    let other = b["loader_id"].as_str().unwrap().to_string();
+    until_phase(&other, "crud").await;
+    post(&tok, "/mongo/stop_loader", json!({"loader_id": other})).await;
+}
+
+#[tokio::test]
+async fn stop_during_a_fill_batch_keeps_an_exact_count() {
+    let tok = token(&["user"]).await;
+    let (db, coll) = (uniq("db"), uniq("c"));
+    let (s, b) = post(
+        &tok,
+        "/mongo/start_loader",
+        mongo_body(&db, &coll, 1_000_000),
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
+    let id = b["loader_id"].as_str().unwrap().to_string();
+    let m = mongo(&db, &coll).await;
+    eventually("fill under way", WAIT, || async {
+        (m.count().await.unwrap() > 0).then_some(())
+    })
+    .await;
+    post(&tok, "/mongo/stop_loader", json!({"loader_id": id})).await;
+    let l = until_phase(&id, "stopped").await;
+    let n = l["current_count"].as_u64().unwrap();
+    assert!(n < 1_000_000);
+    assert_eq!(m.count().await.unwrap(), n);
+}
+
+#[tokio::test]
+async fn errors_are_422_404_403_and_a_fast_502() {
+    let tok = token(&["user"]).await;
+    let (s, b) = post(&tok, "/mongo/start_loader", json!({"ip": "127.0.0.1"})).await;
+    assert_eq!(s, 422, "{b}");
+    assert_eq!(
+        b["required_parameters"],
+        json!(["ip", "database_name", "collection_name"])
+    );
+    assert_eq!(b["error"]["code"], "missing_field");
+    let (s, b) = post(&tok, "/mysql/stop_loader", json!({"loader_id": "nope"})).await;
+    assert_eq!(s, 404, "{b}");
+    let (s, _) = call(http().get(format!("{}/loaders/nope", base_url()))).await;
+    assert_eq!(s, 404);
+    let mut far = mongo_body("d", "c", 10);
+    far["ip"] = json!("8.8.8.8");
+    let (s, b) = post(&tok, "/mongo/start_loader", far).await;
+    assert_eq!(s, 403, "{b}");
+    let mut closed = mongo_body("d", "c", 10);
+    closed["port"] = json!(1);
+    let t0 = std::time::Instant::now();
+    let (s, b) = post(&tok, "/mongo/start_loader", closed).await;
+    assert_eq!(s, 502, "{b}");
+    assert_eq!(b["error"]["code"], "target_unreachable");
+    assert!(t0.elapsed() < Duration::from_secs(20));
+    let (s, _) = call(
+        http()
+            .post(format!("{}/mongo/start_loader", base_url()))
+            .json(&mongo_body("d", "c", 1)),
+    )
+    .await;
+    assert_eq!(s, 401);
+}
+
+#[tokio::test]
+async fn mysql_init_config_fills_distinct_rows_and_restore_trims_to_doc_count() {
+    let tok = token(&["user"]).await;
+    let db = uniq("db");
+    let body = json!({
+        "host": "127.0.0.1", "port": env("FERRY_MARIADB_PORT"), "username": "ferry",
+        "password": env("FERRY_MYSQL_PASSWORD"), "database_name": db, "table_name": "hotels",
+        "init_config": true, "target_num_docs": 3000, "num_buffer": 20,
+        "table_columns": "id INT NOT NULL AUTO_INCREMENT PRIMARY KEY, address VARCHAR(255), avg_rating FLOAT, city VARCHAR(255), country VARCHAR(255)"
+    });
+    let (s, b) = post(&tok, "/mysql/start_loader", body.clone()).await;
+    assert_eq!(s, 200, "{b}");
+    let id = b["loader_id"].as_str().unwrap().to_string();
+    until_phase(&id, "crud").await;
+    post(&tok, "/mysql/stop_loader", json!({"loader_id": id})).await;
+    let l = until_phase(&id, "stopped").await;
+    let t = Target {
+        host: Some("127.0.0.1".into()),
+        port: Some(env("FERRY_MARIADB_PORT").parse().unwrap()),
+        username: Some("ferry".into()),
+        ..Target::default()
+    };
+    let creds = Creds {
+        password: Some(env("FERRY_MYSQL_PASSWORD")),
+        ..Creds::default()
+    };
+    let m = Mysql::connect(&t, &creds, &db, "hotels", 1).await.unwrap();
+    assert_eq!(
+        m.count().await.unwrap(),
+        l["current_count"].as_u64().unwrap()
+    );
+    let q = format!(
+        "{}/mysql/count?host=127.0.0.1&port={}&username=ferry&password={}&database_name={db}&table_name=hotels",
+        base_url(),
+        env("FERRY_MARIADB_PORT"),
+        env("FERRY_MYSQL_PASSWORD")
+    );
+    let (s, c) = call(http().get(q)).await;
+    assert_eq!(s, 200, "{c}");
+    assert_eq!(c["count"], l["current_count"]);
+    let distinct = ferry_tests_mysql_distinct(&t, &creds, &db).await;
+    assert_eq!(distinct, m.count().await.unwrap(), "every row is distinct");
+
+    let mut restore = body;
+    restore.as_object_mut().unwrap().remove("target_num_docs");
+    restore["init_config"] = json!(false);
+    restore["doc_count"] = json!(1234);
+    let (s, b) = post(&tok, "/mysql/restore", restore).await;
+    assert_eq!(s, 200, "{b}");
+    let r = b["loader_id"].as_str().unwrap().to_string();
+    until_phase(&r, "completed").await;
+    assert_eq!(m.count().await.unwrap(), 1234);
+}
+
+async fn ferry_tests_mysql_distinct(t: &Target, c: &Creds, db: &str) -> u64 {
+    use sqlx::Row;
+    let opts = sqlx::mysql::MySqlConnectOptions::new()
+        .host(t.host.as_deref().unwrap())
+        .port(t.port.unwrap())
+        .username("ferry")
+        .password(c.password.as_deref().unwrap());
+    let pool = sqlx::mysql::MySqlPoolOptions::new()
+        .connect_with(opts)
+        .await
+        .unwrap();
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT COUNT(*) FROM (SELECT DISTINCT address, avg_rating, city, country FROM `{db}`.hotels) t"
+    )))
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    row.get::<i64, _>(0) as u64
+}
+
+#[tokio::test]
+async fn dynamo_fills_a_table_and_counts_it() {
+    let tok = token(&["user"]).await;
+    let table = uniq("hotels");
+    let (s, b) = post(
+        &tok,
+        "/dynamo/start_loader",
+        json!({"table_name": table, "target_num_docs": 600, "num_buffer": 10, "document_size": 700}),
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
+    let id = b["loader_id"].as_str().unwrap().to_string();
+    until_phase(&id, "crud").await;
+    post(&tok, "/dynamo/stop_loader", json!({"loader_id": id})).await;
+    let l = until_phase(&id, "stopped").await;
+    let (s, c) = call(
+        http()
+            .get(format!("{}/dynamo/count", base_url()))
+            .json(&json!({"table_name": table})),
+    )
+    .await;
+    assert_eq!(s, 200, "{c}");
+    assert_eq!(c["count"], l["current_count"]);
+    let (s, _) = call(
+        http()
+            .delete(format!("{}/dynamo/delete_table", base_url()))
+            .bearer_auth(&tok)
+            .json(&json!({"table_name": table})),
+    )
+    .await;
+    assert_eq!(s, 200);
+}
