@@ -7,6 +7,10 @@ read the JWT key from Secrets Manager.
 Peer, measured in the same run: `init-floor`, a lambda_runtime function with no SDK and no config (the
 floor any Rust Lambda pays). The ratio printed is ferry / floor.
 
+Binaries: the deploy artifacts `sam build` makes (cargo lambda build --release, x86_64, zig linker) in
+$CARGO_TARGET_DIR/lambda/<name>/bootstrap when present, else target/release/<name> (BINARIES=release forces
+the latter). The floor is built the same way (`cargo lambda build --release -p init-floor`).
+
 Run:  make up && python3 bench/init_time.py        (needs the local stack for the functions' env + secret)
 """
 import http.server, json, os, socketserver, statistics, subprocess, sys, threading, time
@@ -44,13 +48,19 @@ def function_env():
             env[k] = v.strip("'")
     return env
 
-def measure(binary, env, server):
+def binary(name):
+    lam = os.path.join(TARGET, "lambda", name, "bootstrap")
+    if os.environ.get("BINARIES") != "release" and os.path.exists(lam):
+        return lam
+    return os.path.join(TARGET, "release", name)
+
+def measure(name, binary, env, server):
     samples = []
     for i in range(RUNS):
-        token = f"{os.path.basename(binary)}-{i}"
+        token = f"{name}-{i}"
         server.token = token
         e = dict(os.environ, **env, AWS_LAMBDA_RUNTIME_API=f"127.0.0.1:{server.server_address[1]}",
-                 AWS_LAMBDA_FUNCTION_NAME=os.path.basename(binary), AWS_LAMBDA_FUNCTION_MEMORY_SIZE="256",
+                 AWS_LAMBDA_FUNCTION_NAME=name, AWS_LAMBDA_FUNCTION_MEMORY_SIZE="256",
                  AWS_LAMBDA_FUNCTION_VERSION="$LATEST", AWS_LAMBDA_LOG_STREAM_NAME="bench", AWS_LAMBDA_LOG_GROUP_NAME="bench",
                  RUST_LOG="error")
         start = time.perf_counter()
@@ -67,12 +77,13 @@ def main():
     env = function_env()
     server = Server(("127.0.0.1", 0), Runtime)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    floor_bin = os.path.join(TARGET, "release", "init-floor")
-    floor_med, _ = measure(floor_bin, {}, server)
+    floor_bin = binary("init-floor")
+    print(f"binaries: {os.path.dirname(os.path.dirname(floor_bin))}")
+    floor_med, _ = measure("init-floor", floor_bin, {}, server)
     rows = []
     for f in FUNCTIONS:
-        b = os.path.join(TARGET, "release", f)
-        med, worst = measure(b, env, server)
+        b = binary(f)
+        med, worst = measure(f, b, env, server)
         rows.append((f, med, worst, os.path.getsize(b) / 1e6))
     print(f"init-floor (peer: lambda_runtime, no SDK): median {floor_med:.1f} ms, size {os.path.getsize(floor_bin)/1e6:.2f} MB")
     print(f"{'function':<16}{'init median ms':>16}{'init max ms':>13}{'vs floor':>10}{'size MB':>9}  goal <25 ms, <10 MB")

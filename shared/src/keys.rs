@@ -11,6 +11,8 @@
 //! | loader target lock | `LOADERTARGET#{target}` | `LOCK` | | |
 //! | ingest file | `FILE#{name}` | `FILE` | `FILES` | `{updated}#{name}` |
 //! | task | `TASK#{id}` | `TASK` | `TASKS#{owner}` | `{created}#{id}` |
+//! | api job (on-demand run request) | `APIJOB#{id}` | `APIJOB` | `APIJOBS` | `{created}#{id}` |
+//! | parameter set | `PARAMS#{project}#{env}` | `ACTION#{action}` | | |
 //!
 //! Free-form parts (object keys, file names) always come last in a key, so a `#` inside them cannot
 //! make two different items share a key.
@@ -76,6 +78,16 @@ impl Key {
     pub fn task(id: &str) -> Key {
         k(format!("TASK#{id}"), "TASK")
     }
+    pub fn api_job(id: &str) -> Key {
+        k(format!("APIJOB#{id}"), "APIJOB")
+    }
+    /// A parameter set; `project` and `env` are validated names (no `#`).
+    pub fn params(project: &str, env: &str, action: &str) -> Key {
+        k(
+            format!("PARAMS#{project}#{env}"),
+            format!("ACTION#{action}"),
+        )
+    }
 }
 
 impl IndexKey {
@@ -97,6 +109,12 @@ impl IndexKey {
             gsi1sk: format!("{updated_rfc3339}#{name}"),
         }
     }
+    pub fn api_job(created_rfc3339: &str, id: &str) -> IndexKey {
+        IndexKey {
+            gsi1pk: "APIJOBS".into(),
+            gsi1sk: format!("{created_rfc3339}#{id}"),
+        }
+    }
     pub fn task(owner: &str, created_rfc3339: &str, id: &str) -> IndexKey {
         IndexKey {
             gsi1pk: format!("TASKS#{owner}"),
@@ -114,6 +132,9 @@ impl Listing {
     }
     pub fn ingest_files() -> Listing {
         Listing("FILES".into())
+    }
+    pub fn api_jobs() -> Listing {
+        Listing("APIJOBS".into())
     }
     pub fn tasks_of(owner: &str) -> Listing {
         Listing(format!("TASKS#{owner}"))

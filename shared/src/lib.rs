@@ -3,7 +3,7 @@
 //! Pure modules (always built): [`config`], [`telemetry`], [`keys`], [`schedule`], [`domain`],
 //! [`messages`]. Adapters and edges sit behind features so a function compiles only what it uses:
 //! `dynamo` ([`store`]), `sqs` ([`queue`]), `secrets` ([`secrets`]), `http` ([`http`]), `auth` ([`auth`]),
-//! `worker` ([`worker`]), `events-sql` ([`events_sql`]).
+//! `worker` ([`worker`]), `events-sql` ([`events_sql`]), `dynamo` + `sqs` ([`runs`]).
 
 pub mod config;
 pub mod domain;
@@ -24,6 +24,8 @@ pub mod http;
 pub mod loaders;
 #[cfg(feature = "sqs")]
 pub mod queue;
+#[cfg(all(feature = "dynamo", feature = "sqs"))]
+pub mod runs;
 #[cfg(feature = "secrets")]
 pub mod secrets;
 #[cfg(feature = "dynamo")]

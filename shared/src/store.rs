@@ -24,6 +24,9 @@ use std::collections::{BTreeMap, HashMap};
 type Item = HashMap<String, AttributeValue>;
 
 const MAX_RACE_RETRIES: usize = 8;
+/// Items created per transaction by [`Store::create_many_counted`] (DynamoDB allows 100 per
+/// transaction; one is the counter).
+pub const MAX_BATCH_CREATES: usize = 99;
 const RESERVED: [&str; 6] = ["pk", "sk", "gsi1pk", "gsi1sk", "version", "expires_at"];
 
 #[derive(Debug, thiserror::Error)]
@@ -478,6 +481,41 @@ impl Store {
             Err(failed) if failed.first() == Some(&true) => Ok(false),
             Err(_) => Err(StoreError::NotFound),
         }
+    }
+
+    /// Creates every `(key, value)` (distinct keys) at version 1 and adds how many to the number at
+    /// `counter` of `counter_key`, in one transaction per [`MAX_BATCH_CREATES`] items. `false` when an
+    /// item of a transaction exists already (that transaction wrote nothing): the caller then creates
+    /// the items one by one with [`Store::create_counted`], which counts only the new ones.
+    pub async fn create_many_counted<T: Serialize>(
+        &self,
+        items: &[(Key, T)],
+        counter_key: &Key,
+        counter: &str,
+    ) -> Result<bool, StoreError> {
+        for chunk in items.chunks(MAX_BATCH_CREATES) {
+            let mut ops = Vec::with_capacity(chunk.len() + 1);
+            for (key, value) in chunk {
+                ops.push(self.put_op(
+                    encode(key, &Meta::default(), value, 1)?,
+                    "attribute_not_exists(pk)",
+                    None,
+                )?);
+            }
+            ops.push(patch_op(
+                &self.table,
+                counter_key,
+                &Patch::new().add(counter, chunk.len() as i64),
+            )?);
+            match self.transact(ops).await? {
+                Ok(()) => {}
+                Err(failed) if failed[..chunk.len().min(failed.len())].iter().any(|f| *f) => {
+                    return Ok(false);
+                }
+                Err(_) => return Err(StoreError::NotFound),
+            }
+        }
+        Ok(true)
     }
 
     /// Like [`Store::transition`], with the transition also naming a patch of `counter_key` that is

@@ -2,6 +2,8 @@
 //! starts (DynamoDB Local, moto, cargo lambda watch, the event pump) with the environment printed by
 //! `ferry-local env`; a missing variable fails the test with its name.
 
+pub mod lambda_host;
+
 use anyhow::Context;
 use ferry_shared::store::Store;
 use serde_json::Value;

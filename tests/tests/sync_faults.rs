@@ -1,11 +1,12 @@
-//! Sync runs under faults, through watch + pump: every message kind delivered twice, and the worker
-//! killed with SIGKILL again and again during multipart copies from a foreign store. A file of its own
-//! so that the kills do not land in the middle of the other sync tests.
+//! Sync runs under faults: every message kind delivered twice (through watch + pump), and the worker
+//! killed with SIGKILL again and again during multipart copies from a foreign store (the real binary
+//! under a Lambda host of the test's own, see [`ferry_tests::lambda_host`]).
 
 mod sync_common;
 
 use ferry_shared::domain::sync::{ObjectRef, Side, Trigger};
 use ferry_shared::messages::SyncMessage;
+use ferry_tests::lambda_host::{FunctionSpec, LambdaHost};
 use ferry_tests::{bucket, env, token};
 use serde_json::json;
 use std::time::{Duration, Instant};
@@ -113,134 +114,32 @@ async fn every_message_kind_delivered_twice_copies_and_counts_once() {
     assert_eq!(again["counts"], run["counts"]);
 }
 
-/// (command name, parent pid) of a process.
-fn proc_info(pid: i32) -> Option<(String, i32)> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let (open, close) = (stat.find('(')?, stat.rfind(')')?);
-    let rest: Vec<&str> = stat[close + 2..].split(' ').collect();
-    Some((
-        stat[open + 1..close].to_string(),
-        rest.get(1)?.parse().ok()?,
-    ))
+/// Waste so far: bytes requested from the source (counted before each request) that no checkpointed
+/// part holds yet. With the worker dead it is exactly what a kill cost.
+fn waste(objs: &[serde_json::Value]) -> u64 {
+    objs.iter()
+        .map(|o| o["bytes_fetched"].as_u64().unwrap() - o["last_position"].as_u64().unwrap())
+        .sum()
 }
 
-/// PIDs of the worker-sync processes that this stack's cargo lambda watch runs (its descendants), not
-/// those of other stacks on the machine.
-fn worker_pids() -> Vec<i32> {
-    let watch: i32 = std::fs::read_to_string(format!("{}/pids/watch.pid", env("FERRY_STATE_DIR")))
-        .expect("watch pid file")
-        .trim()
-        .parse()
-        .unwrap();
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        let Some((comm, mut parent)) = proc_info(pid) else {
-            continue;
-        };
-        if comm != "worker-sync" {
-            continue;
-        }
-        while parent > 1 && parent != watch {
-            parent = proc_info(parent).map_or(0, |(_, p)| p);
-        }
-        if parent == watch {
-            out.push(pid);
-        }
-    }
-    out
+fn parts_done(objs: &[serde_json::Value]) -> u64 {
+    objs.iter()
+        .map(|o| o["parts_done"].as_u64().unwrap_or(0))
+        .sum()
 }
 
-fn alive(pid: i32) -> bool {
-    std::path::Path::new(&format!("/proc/{pid}")).exists()
-        && proc_info(pid).is_some_and(|_| {
-            std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                .map(|s| !s[s.rfind(')').unwrap() + 2..].starts_with('Z'))
-                .unwrap_or(false)
-        })
-}
-
-/// SIGKILLs this stack's worker-sync processes; false if none was running.
-fn kill_workers() -> bool {
-    let pids = worker_pids();
-    for p in &pids {
-        let _ = std::process::Command::new("kill")
-            .args(["-9", &p.to_string()])
-            .status();
-    }
-    !pids.is_empty()
-}
-
-/// cargo lambda watch 1.9 does not start a function again after its process was killed (invocations
-/// then wait forever), so after each kill the harness restarts watch the way run.sh starts it. The
-/// pump sees its in-flight invocation's connection drop, keeps the batch, and invokes again: the new
-/// worker process resumes from the checkpoints.
-async fn restart_watch() {
-    let state = env("FERRY_STATE_DIR");
-    let pid_file = format!("{state}/pids/watch.pid");
-    let pid: i32 = std::fs::read_to_string(&pid_file)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
-    let _ = std::process::Command::new("kill")
-        .args(["-TERM", "--", &format!("-{pid}")])
-        .status();
-    let t0 = Instant::now();
-    while alive(pid) {
-        if t0.elapsed() > Duration::from_secs(20) {
-            let _ = std::process::Command::new("kill")
-                .args(["-KILL", "--", &format!("-{pid}")])
-                .status();
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let log = std::fs::OpenOptions::new()
-        .append(true)
-        .open(format!("{state}/logs/watch.log"))
-        .unwrap();
-    let port = env("FERRY_WATCH_PORT");
-    // Outlives the test on purpose (run.sh down stops it by its pid file), so it is never waited for.
-    #[allow(clippy::zombie_processes)]
-    std::process::Command::new("setsid")
-        .args([
-            "bash",
-            "-c",
-            "echo \"$$\" >\"$0\"; exec \"$@\"",
-            &pid_file,
-            "cargo",
-            "lambda",
-            "watch",
-            "-A",
-            "127.0.0.1",
-            "-P",
-            &port,
-            "--ignore-changes",
-        ])
-        .current_dir(env("FERRY_ROOT"))
-        .stdin(std::process::Stdio::null())
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .expect("restart cargo lambda watch");
-    let url = format!("http://127.0.0.1:{port}/");
-    ferry_tests::eventually("watch to answer again", Duration::from_secs(60), || {
-        let url = url.clone();
-        async move { reqwest::get(&url).await.ok().map(|_| ()) }
-    })
-    .await;
-}
-
-// Ignored by default: cargo lambda watch 1.9 does not restart a killed function, so every kill is
-// followed by a watch restart whose `cargo run` waits for the (shared) target dir's lock; with 20 kills
-// that takes far more than a few minutes on a shared 2-core machine. Run it alone with
-// `cargo test -p ferry-tests --test sync_faults -- --ignored`.
+/// The REAL worker-sync binary runs under [`LambdaHost`] (Invoke + Runtime API, one process at a time)
+/// fed by ferry-local's own SQS loop from a queue of this test's own, since cargo lambda watch 1.9 does
+/// not restart a killed function. The job comes from the API; its run starts the way a schedule
+/// firing starts one (a StartRun on the queue). The test kills the process with SIGKILL at random
+/// moments while parts are being copied (ranged GET from a second moto + UploadPart), reads the
+/// engine's counters while it is dead, and lets the host start a new one; the killed invocation fails
+/// (Runtime.ExitError) and its messages are redelivered.
 #[tokio::test]
-#[ignore = "slow: 20 kills, each followed by a cargo lambda watch restart"]
 async fn kill_9_during_multipart_copies_loses_at_most_one_chunk_per_kill() {
-    const CHUNK: usize = 5 * MIB;
+    const CHUNK: u64 = 5 * MIB as u64;
+    const OBJECTS: u64 = 4;
+    const SIZE: usize = 52 * MIB; // 4 x 52 MiB = 208 MiB, 11 parts each (10 of 5 MiB + 2 MiB)
     let foreign = ForeignMoto::start().await;
     let far = foreign.client();
     far.create_bucket()
@@ -253,10 +152,9 @@ async fn kill_9_during_multipart_copies_loses_at_most_one_chunk_per_kill() {
         .send()
         .await
         .unwrap();
-    // 4 x 64 MiB = 256 MiB in 52 parts of 5 MiB (and a 4 MiB tail each).
     let mut sums = Vec::new();
-    for i in 0..4 {
-        let body = data(64 * MIB, 500 + i);
+    for i in 0..OBJECTS {
+        let body = data(SIZE, 500 + i);
         sums.push((format!("obj-{i}.bin"), md5(&body), body.len() as u64));
         put(&far, "kill-src", &format!("obj-{i}.bin"), body).await;
     }
@@ -273,35 +171,112 @@ async fn kill_9_during_multipart_copies_loses_at_most_one_chunk_per_kill() {
                "destination": {"bucket": dst, "prefix": "k"}}),
     )
     .await;
-    let run_id = run_now(&tok, &job).await;
+
+    // The worker's own queue, and the worker under the host.
+    let sqs = aws_sdk_sqs::Client::new(&ferry_tests::aws().await);
+    let queue_url = sqs
+        .create_queue()
+        .queue_name(format!("kill-sync-{}", &job[..8.min(job.len())]))
+        .attributes(
+            aws_sdk_sqs::types::QueueAttributeName::VisibilityTimeout,
+            "600",
+        )
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    let queue_arn = ferry_local::pump::sqs::queue_arn(&sqs, &queue_url)
+        .await
+        .unwrap();
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .unwrap_or_else(|_| format!("{}/target", env("FERRY_ROOT")));
+    let host = LambdaHost::start(FunctionSpec {
+        name: "worker-sync".into(),
+        binary: format!("{target}/debug/worker-sync").into(),
+        env: vec![("SYNC_QUEUE_URL".into(), queue_url.clone())],
+        log: format!("{}/logs/kill-test-worker.log", env("FERRY_STATE_DIR")).into(),
+        timeout: Duration::from_secs(300),
+    })
+    .await;
+    let (stop_pump, stop) = tokio::sync::watch::channel(false);
+    let pump = tokio::spawn(ferry_local::pump::sqs::run_source(
+        ferry_local::pump::sqs::SqsSource {
+            function: "worker-sync".into(),
+            queue_url: queue_url.clone(),
+            queue_arn,
+            batch_size: 10,
+            report_batch_item_failures: true,
+            invoke_timeout: Duration::from_secs(330),
+            pollers: 1,
+        },
+        sqs.clone(),
+        ferry_local::pump::sqs::Invoker::new(&host.invoke_url).unwrap(),
+        ferry_local::pump::sqs::SqsLoopSettings {
+            wait_time_secs: 1,
+            retry_delay_secs: 0,
+            region: env("AWS_REGION"),
+        },
+        stop,
+    ));
+    ferry_shared::queue::Queue::new(sqs.clone(), queue_url.clone())
+        .send(&SyncMessage::StartRun {
+            job_id: job.clone(),
+            trigger: Trigger::Schedule,
+            run_id: None,
+        })
+        .await
+        .unwrap();
+    let run_id = ferry_tests::eventually("the run to start", Duration::from_secs(60), || async {
+        runs(&job)
+            .await
+            .first()
+            .and_then(|r| r["run_id"].as_str().map(String::from))
+    })
+    .await;
+
     let started = Instant::now();
-    let mut kills = 0u64;
-    let mut parts_at_last_kill = 0u64;
+    let (mut kills, mut parts_at_last_kill, mut last_waste) = (0u64, 0u64, 0u64);
+    let mut per_kill = Vec::new();
+    let mut part_ms = 300u64;
+    let mut last_progress = (0u64, Instant::now());
     let run = loop {
         assert!(
-            started.elapsed() < Duration::from_secs(900),
-            "the run did not end within 15 minutes ({kills} kills)"
+            started.elapsed() < Duration::from_secs(600),
+            "the run did not end within 10 minutes ({kills} kills)"
         );
         let run = run_status(&job, &run_id).await.unwrap();
         if run["status"] != "running" && run["status"] != "starting" {
             break run;
         }
-        let parts: u64 = objects(&job, &run_id)
-            .await
-            .iter()
-            .map(|o| o["parts_done"].as_u64().unwrap_or(0))
-            .sum();
-        // Kill once the worker made progress since the last kill, at a random point in the next part.
-        if parts > parts_at_last_kill {
-            tokio::time::sleep(Duration::from_millis(rand_ms(400))).await;
-            if kill_workers() {
-                kills += 1;
-                parts_at_last_kill = parts;
-                restart_watch().await;
-            }
+        let parts = parts_done(&objects(&job, &run_id).await);
+        if parts > last_progress.0 {
+            // A running estimate of one part's copy time, to aim the kills inside a part.
+            let ms = last_progress.1.elapsed().as_millis() as u64 / (parts - last_progress.0);
+            part_ms = (part_ms + ms.clamp(20, 5_000)) / 2;
+            last_progress = (parts, Instant::now());
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        // Kill once the worker checkpointed a part since the last kill, at a random point of the next.
+        if parts > parts_at_last_kill && host.busy() > 0 {
+            tokio::time::sleep(Duration::from_millis(rand_ms(part_ms))).await;
+            if host.busy() > 0 && host.kill9().await.is_some() {
+                kills += 1;
+                let objs = objects(&job, &run_id).await;
+                let w = waste(&objs);
+                per_kill.push(w - last_waste);
+                last_waste = w;
+                parts_at_last_kill = parts_done(&objs);
+                last_progress = (parts_at_last_kill, Instant::now());
+            }
+            host.release();
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
     };
+    let _ = stop_pump.send(true);
+    let _ = pump.await;
+    drop(host);
+    let _ = sqs.delete_queue().queue_url(&queue_url).send().await;
+
     assert_eq!(run["status"], "completed", "{run}");
     assert!(
         kills >= 20,
@@ -314,26 +289,30 @@ async fn kill_9_during_multipart_copies_loses_at_most_one_chunk_per_kill() {
         fetched += o["bytes_fetched"].as_u64().unwrap();
         size += o["object_size"].as_u64().unwrap();
     }
+    assert_eq!(size, OBJECTS * SIZE as u64);
     let refetched = fetched - size;
-    assert!(
-        refetched <= kills * CHUNK as u64,
-        "{refetched} bytes fetched again over {kills} kills: more than one {CHUNK}-byte chunk per kill"
-    );
+    for (i, w) in per_kill.iter().enumerate() {
+        assert!(
+            *w <= CHUNK,
+            "kill {} cost {w} bytes fetched again, more than one {CHUNK}-byte chunk ({per_kill:?})",
+            i + 1
+        );
+    }
+    // Nothing else was fetched twice: all the waste is the kills'.
+    assert_eq!(refetched, last_waste, "per kill: {per_kill:?}");
     for (k, sum, len) in &sums {
         let got = get(&s3, &dst, &format!("k/{k}")).await;
         assert_eq!((got.len() as u64, &md5(&got)), (*len, sum), "{k}");
     }
     println!(
-        "kill test: {kills} kills, {refetched} bytes fetched again ({:.2} MiB per kill), {:?}",
+        "kill test: {kills} kills over {} MiB, {refetched} bytes fetched again ({:.2} MiB per kill, max {:.2} MiB), {:?}",
+        size / MIB as u64,
         refetched as f64 / kills as f64 / MIB as f64,
+        *per_kill.iter().max().unwrap() as f64 / MIB as f64,
         started.elapsed()
     );
 }
 
 fn rand_ms(max: u64) -> u64 {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos() as u64;
-    nanos % max
+    rand::random::<u64>() % max.max(1)
 }

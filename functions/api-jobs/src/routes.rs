@@ -1,8 +1,9 @@
-//! Routes: `POST /login` (JSON or form) and `POST /users` (admins create users).
+//! Routes: `POST /login` (JSON or form), `POST /users` (admins create users), and the
+//! syncrator-compatible job routes (see `jobs`).
 
 use axum::extract::{FromRef, State};
 use axum::http::StatusCode;
-use axum::routing::post;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use ferry_shared::auth::{self, AccessToken, Authenticated, Tokens};
 use ferry_shared::http::{ApiError, JsonBody, JsonOrForm};
@@ -11,10 +12,20 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use std::sync::Arc;
 
+use crate::jobs;
+
 #[derive(Clone, FromRef)]
 pub struct AppState {
     pub store: Store,
     pub tokens: Arc<Tokens>,
+    pub queue: ferry_shared::queue::Queue,
+    /// ferry's own S3 (destinations, and sources without an endpoint of their own).
+    pub s3: aws_sdk_s3::Client,
+    /// The process's AWS configuration, for clients of foreign sources.
+    pub aws: Arc<ferry_shared::aws::SdkConfig>,
+    pub secrets: aws_sdk_secretsmanager::Client,
+    /// Name prefix of the secrets holding sources' keys (shared with worker-sync's read grant).
+    pub secret_prefix: Arc<str>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -22,6 +33,19 @@ pub fn router(state: AppState) -> Router {
         Router::new()
             .route("/login", post(login))
             .route("/users", post(create_user))
+            .route(
+                "/params/{project}/{env}/{action}",
+                get(jobs::get_params).put(jobs::put_params),
+            )
+            .route(
+                "/{action}/{project}/{env}",
+                get(jobs::dryrun_params).post(jobs::run_params),
+            )
+            .route("/dryrun", post(jobs::dryrun_custom))
+            .route("/run", post(jobs::run_custom))
+            .route("/jobs", get(jobs::list_jobs))
+            .route("/jobs/{id}", get(jobs::get_job).delete(jobs::delete_job))
+            .route("/sync_jobs", get(jobs::list_sync_jobs))
             .with_state(state),
     )
 }

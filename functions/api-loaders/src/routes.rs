@@ -10,7 +10,9 @@ use axum::http::StatusCode;
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use ferry_shared::auth::{Authenticated, Tokens};
-use ferry_shared::domain::loader::{Kind, Loader, Mix, Phase, Spec, Target};
+use ferry_shared::domain::loader::{
+    self as domain, Kind, Loader, Mix, Phase, S3Layout, Spec, Target,
+};
 use ferry_shared::domain::{Conflict, new_id, now_rfc3339};
 use ferry_shared::http::{ApiError, JsonBody, QueryParams};
 use ferry_shared::keys::{IndexKey, Key, Listing};
@@ -18,6 +20,7 @@ use ferry_shared::loaders::allow::AllowList;
 use ferry_shared::loaders::dynamo::{self, Dynamo};
 use ferry_shared::loaders::mongo::{self, Mongo};
 use ferry_shared::loaders::mysql::Mysql;
+use ferry_shared::loaders::s3::{self as s3target, S3Target};
 use ferry_shared::loaders::{Creds, TargetError};
 use ferry_shared::messages::LoaderMessage;
 use ferry_shared::queue::Queue;
@@ -60,9 +63,10 @@ pub fn router(state: AppState) -> Router {
             .route("/dynamo/stop_loader", post(stop))
             .route("/dynamo/count", get(dynamo_count))
             .route("/dynamo/delete_table", delete(dynamo_delete_table))
-            .route("/s3/start_loader", post(s3_not_built))
-            .route("/s3/restore", post(s3_not_built))
+            .route("/s3/start_loader", post(s3_start_loader))
+            .route("/s3/restore", post(s3_restore))
             .route("/s3/stop_loader", post(stop))
+            .route("/s3/delete_bucket", delete(s3_delete_bucket))
             .with_state(state),
     )
 }
@@ -121,6 +125,7 @@ pub fn view(l: &Loader) -> Value {
         "document_size": l.spec.document_size,
         "crud": l.spec.crud,
         "time_for_crud_in_mins": l.spec.crud_minutes,
+        "s3": l.spec.s3,
         "created_at": l.created_at,
         "started_at": l.started_at,
         "updated_at": l.updated_at,
@@ -132,6 +137,10 @@ pub fn view(l: &Loader) -> Value {
 fn reply(l: &Loader, response: String) -> (StatusCode, Json<Value>) {
     let mut v = view(l);
     v["response"] = json!(response);
+    if l.kind == Kind::S3 {
+        // The original S3 loader's key.
+        v["bucket"] = json!(l.target.buckets);
+    }
     v["loader"] = view(l);
     (StatusCode::OK, Json(v))
 }
@@ -214,6 +223,8 @@ fn meta(l: &Loader) -> Meta {
 
 /// What a start request asks, common to every kind.
 struct Start {
+    /// The new loader's id when it had to be known before the start (S3 tags its buckets with it).
+    id: Option<String>,
     kind: Kind,
     target: Target,
     creds: Creds,
@@ -276,7 +287,7 @@ async fn begin(s: &AppState, start: Start, caller: &str) -> Reply {
         return restart(s, start.kind, &id, start.spec, caller).await;
     }
     let spec = start.spec.expect("checked by the caller");
-    let id = new_id();
+    let id = start.id.clone().unwrap_or_else(new_id);
     let now = now_rfc3339();
     let lock_key = start.target.lock_key(start.kind);
     claim_target(s, &lock_key, &id).await?;
@@ -514,6 +525,7 @@ async fn mongo_start(s: AppState, caller: String, f: Fields, crud: bool) -> Repl
         return begin(
             &s,
             Start {
+                id: None,
                 kind: Kind::Mongo,
                 target: Target::default(),
                 creds: Creds::default(),
@@ -536,6 +548,7 @@ async fn mongo_start(s: AppState, caller: String, f: Fields, crud: bool) -> Repl
     begin(
         &s,
         Start {
+            id: None,
             kind: Kind::Mongo,
             target: r.target,
             creds: r.creds,
@@ -649,6 +662,7 @@ async fn mysql_start(s: AppState, caller: String, f: Fields, crud: bool, counts:
         return begin(
             &s,
             Start {
+                id: None,
                 kind: Kind::Mysql,
                 target: Target::default(),
                 creds: Creds::default(),
@@ -683,6 +697,7 @@ async fn mysql_start(s: AppState, caller: String, f: Fields, crud: bool, counts:
     begin(
         &s,
         Start {
+            id: None,
             kind: Kind::Mysql,
             target,
             creds,
@@ -799,6 +814,7 @@ async fn dynamo_start(s: AppState, caller: String, f: Fields, crud: bool) -> Rep
         return begin(
             &s,
             Start {
+                id: None,
                 kind: Kind::Dynamo,
                 target: Target::default(),
                 creds: Creds::default(),
@@ -814,6 +830,7 @@ async fn dynamo_start(s: AppState, caller: String, f: Fields, crud: bool) -> Rep
     begin(
         &s,
         Start {
+            id: None,
             kind: Kind::Dynamo,
             target,
             creds,
@@ -861,10 +878,312 @@ async fn dynamo_delete_table(State(s): State<AppState>, _c: Authenticated, f: Fi
 
 // ------------------------------------------------------------------------------------ s3
 
-async fn s3_not_built(_c: Authenticated) -> ApiError {
-    ApiError::new(
-        StatusCode::NOT_IMPLEMENTED,
-        "not_implemented",
-        "the S3 loader is not built yet (its file encoders exist; the engine does not)",
-    )
+/// The original's required fields of `/s3/start_loader` (its keys became optional: without them the
+/// function's own credentials are used).
+const S3_REQUIRED: [&str; 4] = [
+    "num_buckets",
+    "depth_level",
+    "num_folders_per_level",
+    "num_files_per_level",
+];
+const S3_FORMATS: [&str; 5] = ["json", "csv", "tsv", "avro", "parquet"];
+/// How long one S3 call of a request may take before the endpoint counts as unreachable.
+const S3_TIMEOUT: Duration = Duration::from_secs(10);
+
+struct S3Req {
+    target: Target,
+    creds: Creds,
+    s3: S3Target,
+}
+
+/// Endpoint, region and keys of an S3 request: the endpoint must pass the host allow-list; keys come
+/// in pairs and go to Secrets Manager only if a loader is started.
+async fn s3_req(s: &AppState, f: &Fields) -> Result<S3Req, ApiError> {
+    let endpoint = f.str("endpoint_url")?;
+    if let Some(e) = &endpoint {
+        let host = s3target::endpoint_host(e).map_err(|m| ApiError::invalid("endpoint_url", m))?;
+        allowed(&s.allow, "endpoint_url", &host).await?;
+    }
+    let creds = Creds {
+        access_key: f.str("access_key")?,
+        secret_key: f.str("secret_key")?,
+        session_token: f.str("session_token")?,
+        ..Creds::default()
+    };
+    match (&creds.access_key, &creds.secret_key) {
+        (Some(_), None) => {
+            return Err(ApiError::invalid(
+                "secret_key",
+                "is required with access_key",
+            ));
+        }
+        (None, Some(_)) => {
+            return Err(ApiError::invalid(
+                "access_key",
+                "is required with secret_key",
+            ));
+        }
+        _ => {}
+    }
+    let target = Target {
+        host: endpoint.clone(),
+        region: f.str("region")?,
+        ..Target::default()
+    };
+    let client = s3target::client(
+        &s.aws,
+        target.region.as_deref(),
+        endpoint.as_deref(),
+        &creds,
+    );
+    Ok(S3Req {
+        target,
+        creds,
+        s3: S3Target::new(client),
+    })
+}
+
+/// An S3 call bounded by [`S3_TIMEOUT`], its failure mapped to the field most likely at fault.
+async fn s3_call<T>(
+    fut: impl std::future::Future<Output = Result<T, TargetError>>,
+) -> Result<T, ApiError> {
+    match tokio::time::timeout(S3_TIMEOUT, fut).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(TargetError::Refused(m))) if m.contains("credentials") => {
+            Err(ApiError::bad_request("target_refused", m).field("access_key"))
+        }
+        Ok(Err(e)) => Err(target_error("endpoint_url", e)),
+        Err(_) => Err(target_error(
+            "endpoint_url",
+            TargetError::Unreachable("timed out".into()),
+        )),
+    }
+}
+
+fn u32_field(f: &Fields, name: &str) -> Result<Option<u32>, ApiError> {
+    match f.u64(name)? {
+        None => Ok(None),
+        Some(v) => u32::try_from(v)
+            .map(Some)
+            .map_err(|_| ApiError::invalid(name, "is too large")),
+    }
+}
+
+/// `file_format`: one name, a comma-separated list or a JSON list of json, csv, tsv, avro, parquet
+/// (default json).
+fn file_formats(f: &Fields) -> Result<Vec<String>, ApiError> {
+    let names: Vec<String> = match f.value("file_format") {
+        None => vec!["json".into()],
+        Some(Value::String(s)) => s.split(',').map(str::to_string).collect(),
+        Some(Value::Array(a)) => a
+            .iter()
+            .map(|v| {
+                v.as_str()
+                    .map(str::to_string)
+                    .ok_or_else(|| ApiError::invalid("file_format", "must list format names"))
+            })
+            .collect::<Result<_, _>>()?,
+        Some(_) => {
+            return Err(ApiError::invalid(
+                "file_format",
+                "must be a format name or a list of them",
+            ));
+        }
+    };
+    let mut out: Vec<String> = Vec::new();
+    for n in names {
+        let n = n.trim().to_ascii_lowercase();
+        if !S3_FORMATS.contains(&n.as_str()) {
+            return Err(ApiError::invalid(
+                "file_format",
+                format!("unknown format {n:?}: expected one of json, csv, tsv, avro, parquet"),
+            ));
+        }
+        if !out.contains(&n) {
+            out.push(n);
+        }
+    }
+    if out.is_empty() {
+        return Err(ApiError::invalid(
+            "file_format",
+            "must name at least one format",
+        ));
+    }
+    Ok(out)
+}
+
+/// The layout of a start or restore. Per folder the CRUD band is `[min_files, max_files]`, by default
+/// `num_files_per_level` give or take `num_buffer` (default: a fifth of the files, at least 1).
+fn s3_layout(f: &Fields, num_buckets: u32) -> Result<S3Layout, ApiError> {
+    let need = |name: &str| -> Result<u32, ApiError> {
+        u32_field(f, name)?.ok_or_else(|| ApiError::missing(name))
+    };
+    let num_files_per_level = need("num_files_per_level")?;
+    let (min, max) = domain::s3_default_band(num_files_per_level, u32_field(f, "num_buffer")?);
+    let layout = S3Layout {
+        num_buckets,
+        depth_level: need("depth_level")?,
+        num_folders_per_level: need("num_folders_per_level")?,
+        num_files_per_level,
+        file_size: f.u64("file_size")?.unwrap_or(1024),
+        file_formats: file_formats(f)?,
+        min_files: u32_field(f, "min_files")?.unwrap_or(min),
+        max_files: u32_field(f, "max_files")?.unwrap_or(max),
+    };
+    layout
+        .validate()
+        .map_err(|(field, rule)| ApiError::invalid(field, rule))?;
+    Ok(layout)
+}
+
+fn s3_spec(f: &Fields, layout: S3Layout, crud: bool) -> Result<Spec, ApiError> {
+    let mix = match f.value("mix") {
+        None => Mix::default(),
+        Some(v) => serde_json::from_value(v.clone())
+            .map_err(|_| ApiError::invalid("mix", "must be {insert, update, delete} weights"))?,
+    };
+    let rate_limit = match u32_field(f, "rate_limit")? {
+        Some(0) => return Err(ApiError::invalid("rate_limit", "must be above 0")),
+        r => r,
+    };
+    let spec = Spec {
+        target_count: u64::from(layout.num_buckets) * layout.files_per_bucket(),
+        buffer: u64::from((layout.max_files - layout.min_files) / 2),
+        document_size: u32::try_from(layout.file_size).unwrap_or(u32::MAX),
+        crud: crud && f.bool("crud")?.unwrap_or(true),
+        crud_minutes: f.f64("time_for_crud_in_mins")?,
+        mix,
+        rate_limit,
+        table_columns: None,
+        init_config: false,
+        s3: Some(layout),
+    };
+    domain::validate_spec(&spec).map_err(|m| ApiError::bad_request("invalid_field", m))?;
+    Ok(spec)
+}
+
+/// A bucket a loader created and that loader still runs: 409, whatever else was asked.
+async fn s3_busy(s: &AppState, owner: Option<&str>, bucket: &str) -> Result<(), ApiError> {
+    if let Some(id) = owner
+        && let Some(l) = s.store.get::<Loader>(&Key::loader(id)).await?
+        && l.value.phase.is_active()
+    {
+        return Err(ApiError::conflict(format!(
+            "loader {id} is running on bucket {bucket}: stop it first"
+        ))
+        .field("bucket_name")
+        .with("loader_id", json!(id)));
+    }
+    Ok(())
+}
+
+async fn s3_start_loader(
+    State(s): State<AppState>,
+    Authenticated(c): Authenticated,
+    f: Fields,
+) -> Reply {
+    let caller = c.sub;
+    if let Some(id) = f.str("loader_id")? {
+        // A restart keeps the loader's buckets and layout.
+        let start = Start {
+            id: None,
+            kind: Kind::S3,
+            target: Target::default(),
+            creds: Creds::default(),
+            spec: None,
+            restart: Some(id),
+        };
+        return begin(&s, start, &caller).await;
+    }
+    f.require(&S3_REQUIRED)?;
+    let num_buckets = u32_field(&f, "num_buckets")?.unwrap_or_default();
+    let layout = s3_layout(&f, num_buckets)?;
+    let spec = s3_spec(&f, layout, true)?;
+    let r = s3_req(&s, &f).await?;
+    let id = new_id();
+    let buckets = s3target::bucket_names(num_buckets);
+    for b in &buckets {
+        s3_call(r.s3.create_bucket(b, &id)).await?;
+    }
+    let mut target = r.target;
+    target.buckets = buckets;
+    let start = Start {
+        id: Some(id),
+        kind: Kind::S3,
+        target,
+        creds: r.creds,
+        spec: Some(spec),
+        restart: None,
+    };
+    begin(&s, start, &caller).await
+}
+
+/// Brings one bucket back to a layout: a loader without CRUD that re-creates missing files, removes
+/// every other object, and ends `completed`.
+async fn s3_restore(
+    State(s): State<AppState>,
+    Authenticated(c): Authenticated,
+    f: Fields,
+) -> Reply {
+    let caller = c.sub;
+    let mut required = vec!["bucket_name"];
+    required.extend(&S3_REQUIRED[1..]);
+    f.require(&required)?;
+    let bucket = f.str("bucket_name")?.unwrap_or_default();
+    s3target::check_bucket_name(&bucket).map_err(|m| ApiError::invalid("bucket_name", m))?;
+    let layout = s3_layout(&f, 1)?;
+    let spec = s3_spec(&f, layout, false)?;
+    let r = s3_req(&s, &f).await?;
+    if s3_call(r.s3.exists(&bucket)).await? {
+        let owner = s3_call(r.s3.owner(&bucket)).await?;
+        s3_busy(&s, owner.as_deref(), &bucket).await?;
+    }
+    let mut target = r.target;
+    target.buckets = vec![bucket];
+    let start = Start {
+        id: None,
+        kind: Kind::S3,
+        target,
+        creds: r.creds,
+        spec: Some(spec),
+        restart: None,
+    };
+    begin(&s, start, &caller).await
+}
+
+/// Empties a bucket, then deletes it. Only buckets a loader created (its owner tag names a loader of
+/// this deployment), unless `force` is true; never while that loader runs.
+async fn s3_delete_bucket(
+    State(s): State<AppState>,
+    Authenticated(c): Authenticated,
+    f: Fields,
+) -> Reply {
+    f.require(&["bucket_name"])?;
+    let bucket = f.str("bucket_name")?.unwrap_or_default();
+    s3target::check_bucket_name(&bucket).map_err(|m| ApiError::invalid("bucket_name", m))?;
+    let force = f.bool("force")?.unwrap_or(false);
+    let r = s3_req(&s, &f).await?;
+    if !s3_call(r.s3.exists(&bucket)).await? {
+        return Err(
+            ApiError::not_found(format!("bucket {bucket} does not exist")).field("bucket_name"),
+        );
+    }
+    let owner = s3_call(r.s3.owner(&bucket)).await?;
+    let known = match &owner {
+        Some(id) => s.store.get::<Loader>(&Key::loader(id)).await?.is_some(),
+        None => false,
+    };
+    if !known && !force {
+        return Err(ApiError::forbidden(format!(
+            "bucket {bucket} was not created by a ferry loader: send \"force\": true to delete it anyway"
+        ))
+        .field("bucket_name"));
+    }
+    s3_busy(&s, owner.as_deref(), &bucket).await?;
+    let deleted = s3_call(r.s3.empty_and_delete(&bucket)).await?;
+    tracing::info!(bucket, deleted, force, caller = %c.sub, "bucket deleted");
+    Ok((
+        StatusCode::OK,
+        Json(json!({"response": "SUCCESS", "bucket": bucket, "deleted_objects": deleted})),
+    ))
 }

@@ -719,48 +719,14 @@ async fn run_now(
     let id = job_id_rule(&raw)?;
     load_job(&s, &id).await?;
     let run_id = new_id();
-    let now = now_rfc3339();
-    s.store
-        .transition(&Key::job(&id), job_meta, |j: Job| {
-            j.start_run(&run_id, &now)
-        })
-        .await
-        .map_err(|e| compat(e.into()))?;
-    let run = Run::new(&id, &run_id, Trigger::Api, &now);
-    let sent = match s
-        .store
-        .create(&Key::run(&id, &run_id), &Meta::default(), &run)
-        .await
-    {
-        Ok(()) => s
-            .queue
-            .send(&SyncMessage::StartRun {
-                job_id: id.clone(),
-                trigger: Trigger::Api,
-                run_id: Some(run_id.clone()),
-            })
-            .await
-            .map_err(anyhow::Error::from),
-        Err(e) => Err(e.into()),
-    };
-    if let Err(e) = sent {
-        // Undo the claim so the job is not left blocked by a run that will never start.
-        let msg = format!("{e:#}");
-        let _ = s
-            .store
-            .transition(
-                &Key::run(&id, &run_id),
-                |_: &Run| Meta::default(),
-                |r: Run| r.fail(msg.clone(), &now_rfc3339()),
-            )
-            .await;
-        let _ = s
-            .store
-            .transition(&Key::job(&id), job_meta, |j: Job| {
-                j.finish_run(&run_id, &now_rfc3339())
-            })
-            .await;
-        return Err(compat(ApiError::internal(e)));
+    match ferry_shared::runs::start(&s.store, &s.queue, &id, &run_id, Trigger::Api).await {
+        Ok(ferry_shared::runs::Started::New) => {}
+        Ok(ferry_shared::runs::Started::Busy(active)) => {
+            return Err(compat(ApiError::conflict(format!(
+                "job {id} already has run {active} in progress"
+            ))));
+        }
+        Err(e) => return Err(compat(ApiError::internal(e))),
     }
     tracing::info!(job_id = %id, %run_id, user = %caller.sub, "run requested");
     Ok((

@@ -2,8 +2,10 @@
 //! write, works one bounded slice (fill or trim in large batches, then the CRUD mix), saves progress and
 //! moves the loader to tick `n + 1`, and sends tick `n + 1` only while the loader is active. A duplicate
 //! delivery is a no-op; a stop is seen between batches; a stopped loader gets no more messages. Decisions
-//! are the pure rules of `ferry_shared::domain::loader`; this module does the I/O.
+//! are the pure rules of `ferry_shared::domain::loader`; this module does the I/O. The S3 loader's
+//! slice is in `s3loader`.
 
+use crate::s3loader::S3Conn;
 use ferry_shared::domain::loader::{
     self, FillStep, Kind, Loader, Phase, Progress, SliceOutcome, TickAction,
 };
@@ -12,7 +14,8 @@ use ferry_shared::keys::{IndexKey, Key};
 use ferry_shared::loaders::allow::AllowList;
 use ferry_shared::loaders::dynamo::{self, Dynamo};
 use ferry_shared::loaders::mongo::{self, Mongo};
-use ferry_shared::loaders::mysql::{Column, Mysql};
+use ferry_shared::loaders::mysql::{self, Column, Mysql};
+use ferry_shared::loaders::s3::{self as s3target, S3Target};
 use ferry_shared::loaders::{Creds, TargetError, update_targets};
 use ferry_shared::messages::LoaderMessage;
 use ferry_shared::queue::Queue;
@@ -25,9 +28,9 @@ use std::time::{Duration, Instant};
 /// Documents per fill step (split into parallel batches by the adapters).
 const FILL_BATCH: u64 = 4000;
 /// Operations per CRUD batch without a rate limit.
-const CRUD_BATCH: u64 = 200;
+pub(crate) const CRUD_BATCH: u64 = 200;
 /// How often a slice re-reads the loader for a stop or a PATCH.
-const CHECK_EVERY: Duration = Duration::from_millis(300);
+pub(crate) const CHECK_EVERY: Duration = Duration::from_millis(300);
 
 pub struct Engine {
     pub store: Store,
@@ -44,6 +47,7 @@ pub enum Conn {
     Mongo(Mongo),
     Mysql(Mysql, Vec<Column>),
     Dynamo(Dynamo),
+    S3(S3Conn),
 }
 
 fn retry(e: impl Into<anyhow::Error>) -> WorkError {
@@ -59,12 +63,18 @@ fn indexed(l: &Loader) -> Meta {
     IndexKey::loader(&l.created_at, &l.loader_id).into()
 }
 
+/// The S3 loader works folder by folder in `s3loader`, not through the document operations.
+fn s3_only() -> TargetError {
+    TargetError::Failed("S3 targets are worked by the S3 slice".into())
+}
+
 impl Conn {
     async fn count(&self) -> Result<u64, TargetError> {
         match self {
             Conn::Mongo(m) => m.count().await,
             Conn::Mysql(m, _) => m.count().await,
             Conn::Dynamo(d) => d.count().await,
+            Conn::S3(_) => Err(s3_only()),
         }
     }
 
@@ -73,6 +83,7 @@ impl Conn {
             Conn::Mongo(m) => m.seq_bounds().await,
             Conn::Mysql(m, cols) => m.seq_bounds(cols).await,
             Conn::Dynamo(_) => Ok(None),
+            Conn::S3(_) => Err(s3_only()),
         }
     }
 
@@ -80,8 +91,18 @@ impl Conn {
         let size = l.spec.document_size as usize;
         match self {
             Conn::Mongo(m) => m.insert(&l.loader_id, from..from + n, size).await,
-            Conn::Mysql(m, cols) => m.insert(cols, &l.loader_id, from..from + n, size, 4).await,
+            Conn::Mysql(m, cols) => {
+                m.insert(
+                    cols,
+                    &l.loader_id,
+                    from..from + n,
+                    size,
+                    mysql::FILL_PARALLEL,
+                )
+                .await
+            }
             Conn::Dynamo(d) => d.insert(&l.loader_id, from..from + n, size).await,
+            Conn::S3(_) => Err(s3_only()),
         }
     }
 
@@ -90,6 +111,7 @@ impl Conn {
             Conn::Mongo(m) => m.update(seqs, mutation).await,
             Conn::Mysql(m, cols) => m.update(cols, seqs, mutation).await,
             Conn::Dynamo(d) => d.update(&l.loader_id, seqs, mutation).await,
+            Conn::S3(_) => Err(s3_only()),
         }
     }
 
@@ -107,6 +129,7 @@ impl Conn {
                     .map(|deleted| (deleted, from + n))
             }
             Conn::Dynamo(d) => d.delete_any(n).await.map(|deleted| (deleted, p.low_seq)),
+            Conn::S3(_) => Err(s3_only()),
         }
     }
 }
@@ -178,6 +201,8 @@ impl Engine {
             Ok(v) => v.value,
             Err(StoreError::Conflict(c)) => {
                 tracing::warn!(%loader_id, tick, reason = %c, "slice result not saved: tick taken over");
+                // What this container knows of the target (the S3 inventory) is not what was saved.
+                self.forget(loader_id);
                 return Ok(());
             }
             Err(e) => return Err(retry(e)),
@@ -262,7 +287,7 @@ impl Engine {
                     .check(t.host.as_deref().unwrap_or_default())
                     .await
                     .map_err(|e| TargetError::Refused(e.to_string()))?;
-                let m = Mysql::connect(t, &creds, db, coll, 4).await?;
+                let m = Mysql::connect(t, &creds, db, coll, mysql::POOL).await?;
                 let cols = m.columns().await?;
                 Conn::Mysql(m, cols)
             }
@@ -271,9 +296,19 @@ impl Engine {
                 Conn::Dynamo(Dynamo::open(client, coll, true).await?)
             }
             Kind::S3 => {
-                return Err(TargetError::Refused(
-                    "the S3 loader's engine is not built yet".into(),
-                ));
+                if let Some(endpoint) = t.host.as_deref() {
+                    let host = s3target::endpoint_host(endpoint).map_err(TargetError::Refused)?;
+                    self.allow
+                        .check(&host)
+                        .await
+                        .map_err(|e| TargetError::Refused(e.to_string()))?;
+                }
+                let client =
+                    s3target::client(&self.aws, t.region.as_deref(), t.host.as_deref(), &creds);
+                Conn::S3(S3Conn {
+                    target: S3Target::new(client),
+                    inventory: Default::default(),
+                })
             }
         };
         let conn = Arc::new(conn);
@@ -306,6 +341,9 @@ impl Engine {
         phase: &mut Phase,
     ) -> Result<(), TargetError> {
         let conn = self.connect(l).await?;
+        if let Conn::S3(s3) = &*conn {
+            return self.work_s3(l, p, phase, s3).await;
+        }
         if !p.counted {
             p.count = conn.count().await?;
             if let Some((lo, hi)) = conn.seq_bounds().await? {

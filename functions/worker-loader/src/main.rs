@@ -1,10 +1,12 @@
 //! worker-loader: consumes loader ticks (`LoaderMessage::Tick`) and runs one bounded slice of a loader
-//! per tick (see `engine`): MongoDB, MySQL and DynamoDB targets. The S3 loader's file encoders are in
-//! `s3files`; its engine is not wired yet.
+//! per tick (see `engine`): MongoDB, MySQL, DynamoDB and S3 targets. The S3 loader's slice is in
+//! `s3loader`, its file encoders in `s3files`.
 
 mod engine;
-#[allow(dead_code)] // the S3 loader's file encoders; the S3 slice is not wired yet
+// The readers (`decode`) and `EncodedFile::hotels` serve the unit tests' read-back of every format.
+#[cfg_attr(not(test), allow(dead_code))]
 mod s3files;
+mod s3loader;
 
 use ferry_shared::config::{self, ConfigError};
 use ferry_shared::loaders::allow::AllowList;

@@ -57,6 +57,7 @@ impl Engine {
         ctx: &Ctx,
         obj: ObjectRef,
         range: Option<(u64, u64)>,
+        conclude: bool,
     ) -> anyhow::Result<()> {
         let claim = match range {
             Some((first, _)) => format!("{}\0{}\0{first}", ctx.run_id, obj.key),
@@ -67,35 +68,53 @@ impl Engine {
         };
         let _permit = ctx.limits.objects.acquire().await?;
         let key = ctx.object_key(&obj.key);
-        if self.store.get::<ObjectRecord>(&key).await?.is_none() {
-            // Normally created by the listing page; a message that outlived its record recreates it.
-            let rec = ObjectRecord::pending(
-                &ctx.job.job_id,
-                &ctx.run_id,
-                &obj.key,
-                &obj.meta(),
-                ObjectOp::Copy,
-                &now_rfc3339(),
-            );
-            self.store
-                .create_counted(
-                    &key,
-                    &Meta::default(),
-                    &rec,
-                    &ctx.run_key(),
-                    &Patch::new().add("counts.total", 1),
-                )
-                .await?;
-        }
-        let rec = match self
+        // A small object of a plain sync is fetched right after this write: its bytes are counted in
+        // it (before the request, like every fetch), which saves a write per object.
+        let prepaid = if range.is_none()
+            && obj.size > 0
+            && obj.size <= ctx.job.chunk_size
+            && ctx.job.action == Action::Sync
+        {
+            obj.size
+        } else {
+            0
+        };
+        let start = |r: ObjectRecord| {
+            let mut r = r.start_attempt(&now_rfc3339())?;
+            r.bytes_fetched += prepaid;
+            Ok(r)
+        };
+        let started = match self
             .store
-            .transition(
-                &key,
-                |_: &ObjectRecord| Meta::default(),
-                |r: ObjectRecord| r.start_attempt(&now_rfc3339()),
-            )
+            .transition(&key, |_: &ObjectRecord| Meta::default(), start)
             .await
         {
+            Err(StoreError::NotFound) => {
+                // Normally created by the listing page; a message that outlived its record recreates it.
+                let rec = ObjectRecord::pending(
+                    &ctx.job.job_id,
+                    &ctx.run_id,
+                    &obj.key,
+                    &obj.meta(),
+                    ObjectOp::Copy,
+                    &now_rfc3339(),
+                );
+                self.store
+                    .create_counted(
+                        &key,
+                        &Meta::default(),
+                        &rec,
+                        &ctx.run_key(),
+                        &Patch::new().add("counts.total", 1),
+                    )
+                    .await?;
+                self.store
+                    .transition(&key, |_: &ObjectRecord| Meta::default(), start)
+                    .await
+            }
+            other => other,
+        };
+        let rec = match started {
             Ok(r) => r.value,
             Err(StoreError::Conflict(_)) => return Ok(()),
             Err(e) => return Err(e.into()),
@@ -107,16 +126,17 @@ impl Engine {
                 ctx.job.max_attempts
             );
             return self
-                .end_object(ctx, &obj.key, ObjectStatus::Failed, Some(why))
+                .end_object(ctx, &obj.key, ObjectStatus::Failed, Some(why), conclude)
                 .await;
         }
-        let (status, error) = match self.copy_body(ctx, &rec, &obj, range).await {
+        let (status, error) = match self.copy_body(ctx, &rec, &obj, range, prepaid > 0).await {
             Ok(None) => return Ok(()),
             Ok(Some(status)) => (status, None),
             Err(Stop::Store(e)) => return Err(e),
             Err(Stop::S3(e)) => (ObjectStatus::Failed, Some(explain(e))),
         };
-        self.end_object(ctx, &obj.key, status, error).await
+        self.end_object(ctx, &obj.key, status, error, conclude)
+            .await
     }
 
     /// `Some(status)` when the object is done; `None` while other part ranges are still going.
@@ -126,6 +146,7 @@ impl Engine {
         rec: &ObjectRecord,
         obj: &ObjectRef,
         range: Option<(u64, u64)>,
+        prepaid: bool,
     ) -> Result<Option<ObjectStatus>, Stop> {
         let job = &ctx.job;
         if obj.size == 0 {
@@ -139,13 +160,38 @@ impl Engine {
         .map_err(S3Fail::Permanent)?;
         let fresh_start = range.is_none() && rec.upload_id.is_none();
         if fresh_start && matches!(job.action, Action::Delta | Action::Diff) {
+            let key = ctx.object_key(&obj.key);
             let dest = self.head_dest(ctx, &dest_key).await?;
             if sync::unchanged(&obj.meta(), dest.as_ref()) {
-                return Ok(Some(ObjectStatus::Skipped));
+                // Unchanged since this run's own copy (a duplicate delivery raced it), or since before
+                // the run: the record says which, read after the HEAD that saw the match.
+                let mine = match self.store.get::<ObjectRecord>(&key).await {
+                    Ok(r) => r.is_some_and(|r| r.value.copy_started),
+                    Err(e) => return Err(Stop::Store(e.into())),
+                };
+                return Ok(Some(if mine {
+                    ObjectStatus::Processed
+                } else {
+                    ObjectStatus::Skipped
+                }));
+            }
+            let now = now_rfc3339();
+            match self
+                .store
+                .transition(
+                    &key,
+                    |_: &ObjectRecord| Meta::default(),
+                    |r: ObjectRecord| r.start_copy(&now),
+                )
+                .await
+            {
+                Ok(_) => {}
+                Err(StoreError::Conflict(_)) => return Ok(None),
+                Err(e) => return Err(Stop::Store(e.into())),
             }
         }
         if obj.size <= job.chunk_size {
-            self.copy_small(ctx, obj, &dest_key).await?;
+            self.copy_small(ctx, obj, &dest_key, prepaid).await?;
             return Ok(Some(ObjectStatus::Processed));
         }
         self.copy_multipart(ctx, rec, obj, &dest_key, range).await
@@ -192,11 +238,20 @@ impl Engine {
         Ok(())
     }
 
-    async fn copy_small(&self, ctx: &Ctx, obj: &ObjectRef, dest_key: &str) -> Result<(), S3Fail> {
+    /// `prepaid`: the first attempt's bytes were counted when the attempt started.
+    async fn copy_small(
+        &self,
+        ctx: &Ctx,
+        obj: &ObjectRef,
+        dest_key: &str,
+        prepaid: bool,
+    ) -> Result<(), S3Fail> {
         let job = &ctx.job;
         let src = &job.connector_config;
-        s3io::retry(job.max_attempts, "copy", |_| async {
-            self.fetching(ctx, obj, obj.size).await?;
+        s3io::retry(job.max_attempts, "copy", |attempt| async move {
+            if attempt > 0 || !prepaid {
+                self.fetching(ctx, obj, obj.size).await?;
+            }
             if !src.is_foreign() {
                 let out = self
                     .s3
@@ -210,12 +265,15 @@ impl Engine {
                     .map_err(s3io::classify)?;
                 let got = out.copy_object_result.and_then(|r| r.e_tag);
                 return match (&obj.etag, got) {
-                    (Some(want), Some(got))
-                        if s3io::is_plain_md5(want) && s3io::bare(want) != s3io::bare(&got) =>
-                    {
-                        Err(S3Fail::Transient(format!(
-                            "copy verification failed: ETag {got} instead of {want}"
-                        )))
+                    (Some(want), Some(got)) if s3io::is_plain_md5(want) => {
+                        if s3io::bare(want) != s3io::bare(&got) {
+                            Err(S3Fail::Transient(format!(
+                                "copy verification failed: ETag {got} instead of {want}"
+                            )))
+                        } else {
+                            // The same MD5 as the listed source: the same bytes, so the same size.
+                            Ok(())
+                        }
                     }
                     _ => self.verify_size(ctx, dest_key, obj.size).await,
                 };

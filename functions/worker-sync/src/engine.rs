@@ -199,10 +199,12 @@ impl Engine {
                     return Ok(());
                 };
                 let results: Vec<Result<(), anyhow::Error>> = futures::stream::iter(objects)
-                    .map(|o| self.copy_one(&ctx, o, None))
+                    .map(|o| self.copy_one(&ctx, o, None, false))
                     .buffer_unordered(ctx.job.concurrency.max(1) as usize)
                     .collect()
                     .await;
+                // Once per group rather than after each object.
+                self.try_conclude(&job_id, &run_id).await.map_err(retry)?;
                 results
                     .into_iter()
                     .collect::<Result<(), _>>()
@@ -219,7 +221,7 @@ impl Engine {
                 let Some(ctx) = self.ctx(&job_id, &run_id).await? else {
                     return Ok(());
                 };
-                self.copy_one(&ctx, object, Some((first, last)))
+                self.copy_one(&ctx, object, Some((first, last)), true)
                     .await
                     .map_err(retry)
             }
@@ -537,7 +539,24 @@ impl Engine {
             Side::Destination => ObjectOp::Delete,
         };
         let now = now_rfc3339();
-        futures::stream::iter(listed.entries.iter())
+        // Every record and the run's `total` in a few transactions; when a record exists already (a
+        // redelivery, or a copy message that outran this page), one by one, counting only new ones.
+        let records: Vec<(Key, ObjectRecord)> = listed
+            .entries
+            .iter()
+            .map(|e| {
+                (
+                    ctx.object_key(&e.key),
+                    ObjectRecord::pending(job_id, run_id, &e.key, &e.meta(), op, &now),
+                )
+            })
+            .collect();
+        let all_new = self
+            .store
+            .create_many_counted(&records, &ctx.run_key(), "counts.total")
+            .await
+            .map_err(retry)?;
+        futures::stream::iter(listed.entries.iter().filter(|_| !all_new))
             .map(|e| {
                 let record = ObjectRecord::pending(job_id, run_id, &e.key, &e.meta(), op, &now);
                 let key = ctx.object_key(&e.key);
@@ -783,19 +802,26 @@ impl Engine {
             .map(|_| ()),
         };
         match outcome {
-            Ok(()) => self.end_object(ctx, &entry.key, ObjectStatus::Processed, None),
-            Err(e) => self.end_object(ctx, &entry.key, ObjectStatus::Failed, Some(e.to_string())),
+            Ok(()) => self.end_object(ctx, &entry.key, ObjectStatus::Processed, None, true),
+            Err(e) => self.end_object(
+                ctx,
+                &entry.key,
+                ObjectStatus::Failed,
+                Some(e.to_string()),
+                true,
+            ),
         }
         .await
     }
 
-    /// Ends an object and counts it in its run, once; then tries to conclude the run.
+    /// Ends an object and counts it in its run, once; then (with `conclude`) tries to conclude the run.
     pub async fn end_object(
         &self,
         ctx: &Ctx,
         object_key: &str,
         status: ObjectStatus,
         error: Option<String>,
+        conclude: bool,
     ) -> anyhow::Result<()> {
         if let Some(why) = &error {
             tracing::warn!(run_id = %ctx.run_id, object = %object_key, error = %why, "object failed");
@@ -823,7 +849,9 @@ impl Engine {
             Ok(_) | Err(StoreError::Conflict(_)) => {}
             Err(e) => return Err(e.into()),
         }
-        self.try_conclude(&ctx.job.job_id, &ctx.run_id).await?;
+        if conclude {
+            self.try_conclude(&ctx.job.job_id, &ctx.run_id).await?;
+        }
         Ok(())
     }
 }

@@ -41,6 +41,11 @@ export FERRY_MONGO_URL="mongodb://127.0.0.1:$FERRY_FERRETDB_PORT/"
 
 # cargo lambda watch: the functions' HTTP routes and the Lambda Invoke API.
 export FERRY_WATCH_URL="http://127.0.0.1:$FERRY_WATCH_PORT"
+# Instances per function that watch may run at once, and poll loops per SQS source in the pump (each
+# source gets min(its ScalingConfig.MaximumConcurrency, this)): Lambda runs a source's batches in
+# parallel, so one long loader slice does not hold up every other loader's tick.
+export FERRY_WATCH_CONCURRENCY="${FERRY_WATCH_CONCURRENCY:-4}"
+export FERRY_PUMP_MAX_POLLERS="${FERRY_PUMP_MAX_POLLERS:-$FERRY_WATCH_CONCURRENCY}"
 
 export SAM_CLI_TELEMETRY=0
 # The default target dir, made explicit so every tool agrees on where target/debug/ferry-local is.

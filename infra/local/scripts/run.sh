@@ -6,6 +6,7 @@
 #   dev      up + an admin user, then follow the watch and pump logs until Ctrl-C; then down
 #   test     up, then fmt, clippy, routes check, cfn-lint, sam validate, cargo test; always down at the end
 #   down     stop the pump, watch, and the backing services
+#   restart-functions  stop and start watch and the pump only (state in the services is kept)
 #   status   what is running
 #   install  install.sh only
 #   check    cargo fmt --check + clippy only (no stack)
@@ -79,7 +80,8 @@ start_watch() {
     return 1
   }
   say "watch: starting cargo lambda watch on 127.0.0.1:$WATCH_PORT (log $(log_file watch))"
-  spawn watch -C "$FERRY_ROOT" cargo lambda watch -A 127.0.0.1 -P "$WATCH_PORT" --ignore-changes
+  spawn watch -C "$FERRY_ROOT" cargo lambda watch -A 127.0.0.1 -P "$WATCH_PORT" --ignore-changes \
+    --concurrency "$FERRY_WATCH_CONCURRENCY"
   wait_ready watch "$FERRY_WATCH_TIMEOUT" http_answers "http://127.0.0.1:$WATCH_PORT/"
 }
 
@@ -134,6 +136,19 @@ cmd_down() {
   stop_service watch
   "$RUN_SCRIPTS_DIR/stack.sh" stop
   printf '    down: ok, %s s\n' "$((SECONDS - t0))"
+}
+
+# restart-functions: stop the pump (it lets in-flight invocations finish) and cargo lambda watch (with every
+# function process), then start both again as `up` does, with the functions' environment `up` saved. The
+# backing services keep running: what survives is only what the functions stored.
+cmd_restart_functions() {
+  printf '==> restart-functions\n'
+  stop_service pump
+  stop_service watch
+  # shellcheck source=/dev/null
+  source "$FERRY_STATE_DIR/function-env.sh" || return 1
+  step "cargo lambda watch" start_watch
+  step "ferry-local pump" start_pump
 }
 
 # On exit (normal, error or Ctrl-C) take everything down, keeping the exit status.
@@ -264,11 +279,12 @@ case "${1:-}" in
   dev) cmd_dev ;;
   test) cmd_test ;;
   down) cmd_down ;;
+  restart-functions) cmd_restart_functions ;;
   status) cmd_status ;;
   install) step "install.sh" "$RUN_SCRIPTS_DIR/install.sh" ;;
   check) cmd_check ;;
   *)
-    echo "usage: $0 dev|test|up|down|status|install|check" >&2
+    echo "usage: $0 dev|test|up|down|restart-functions|status|install|check" >&2
     exit 2
     ;;
 esac

@@ -64,6 +64,8 @@ pub struct SqsEventSource {
     pub queue: String,
     pub batch_size: u32,
     pub function_response_types: Vec<String>,
+    /// `ScalingConfig.MaximumConcurrency`: how many batches of this source are in flight at once.
+    pub max_concurrency: Option<u32>,
 }
 
 impl SqsEventSource {
@@ -203,6 +205,22 @@ fn parse_function(
                         Some(b) => u32::try_from(as_u64(b)?).context("BatchSize")?,
                         None => SQS_DEFAULT_BATCH_SIZE,
                     };
+                    let max_concurrency = match ep
+                        .get("ScalingConfig")
+                        .and_then(|c| c.get("MaximumConcurrency"))
+                    {
+                        Some(v) => Some(
+                            u32::try_from(as_u64(v)?)
+                                .ok()
+                                .filter(|n| (2..=1000).contains(n))
+                                .ok_or_else(|| {
+                                    anyhow!(
+                                        "SQS event {name}: ScalingConfig.MaximumConcurrency must be 2..=1000"
+                                    )
+                                })?,
+                        ),
+                        None => None,
+                    };
                     let function_response_types = ep
                         .get("FunctionResponseTypes")
                         .and_then(Value::as_sequence)
@@ -218,6 +236,7 @@ fn parse_function(
                         queue,
                         batch_size,
                         function_response_types,
+                        max_concurrency,
                     });
                 }
                 // Other event types (Schedule, S3 direct, ...) have no local stand-in yet.
@@ -399,6 +418,9 @@ mod tests {
             .expect("SyncQueue event source");
         assert_eq!(src.batch_size, 10);
         assert!(src.reports_batch_item_failures());
+        assert_eq!(src.max_concurrency, None);
+        let ticks = t.function_by_binary("worker-loader").unwrap();
+        assert_eq!(ticks.sqs_events[0].max_concurrency, Some(50));
         // Globals' Timeout applies where a function sets none.
         assert_eq!(t.function_by_binary("api-jobs").unwrap().timeout_secs, 29);
         assert!(t.global_env.contains_key("TABLE_NAME"));
@@ -448,5 +470,6 @@ Resources:
         assert_eq!(f.sqs_events[0].batch_size, 10);
         assert_eq!(f.sqs_events[0].queue, "Q");
         assert!(!f.sqs_events[0].reports_batch_item_failures());
+        assert_eq!(f.sqs_events[0].max_concurrency, None);
     }
 }

@@ -145,6 +145,7 @@ async fn sqs_loop_deletes_successes_and_a_reported_failure_ends_in_the_dlq() {
         batch_size: 10,
         report_batch_item_failures: true,
         invoke_timeout: Duration::from_secs(10),
+        pollers: 1,
     };
     let (stop_tx, stop_rx) = watch::channel(false);
     let task = tokio::spawn(run_source(
@@ -237,6 +238,7 @@ async fn an_unavailable_function_keeps_the_batch_without_counting_receives() {
         batch_size: 1,
         report_batch_item_failures: true,
         invoke_timeout: Duration::from_secs(10),
+        pollers: 1,
     };
     let (stop_tx, stop_rx) = watch::channel(false);
     let task = tokio::spawn(run_source(
@@ -312,6 +314,7 @@ async fn a_function_error_fails_the_whole_batch() {
         batch_size: 10,
         report_batch_item_failures: true,
         invoke_timeout: Duration::from_secs(10),
+        pollers: 1,
     };
     let (stop_tx, stop_rx) = watch::channel(false);
     let task = tokio::spawn(run_source(

@@ -186,6 +186,116 @@ impl S3Layout {
             .map(String::as_str)
             .unwrap_or("json")
     }
+
+    /// The key of file number `n` in `folder`: `{folder}{n}.{ext}`.
+    pub fn key(&self, folder: &str, n: u64) -> String {
+        format!("{folder}{n}.{}", self.format_of(n))
+    }
+
+    /// Which layout file `key` is: (its folder, its number) when it sits directly in one of `folders`
+    /// (see [`S3Layout::folders`]) and is named `{n}.{ext}` with `n` written plainly and `ext` the one
+    /// file `n` gets. Anything else is not part of the layout.
+    pub fn classify<'k>(
+        &self,
+        folders: &std::collections::HashSet<String>,
+        key: &'k str,
+    ) -> Option<(&'k str, u64)> {
+        let (folder, name) = match key.rfind('/') {
+            Some(i) => key.split_at(i + 1),
+            None => ("", key),
+        };
+        if !folders.contains(folder) {
+            return None;
+        }
+        let (digits, ext) = name.split_once('.')?;
+        let n: u64 = digits.parse().ok()?;
+        (n.to_string() == digits && ext == self.format_of(n)).then_some((folder, n))
+    }
+
+    /// Checks the layout's numbers against the limits of one loader (see the README's S3 section).
+    pub fn validate(&self) -> Result<(), (&'static str, String)> {
+        let range = |field: &'static str, v: u64, lo: u64, hi: u64| {
+            if (lo..=hi).contains(&v) {
+                Ok(())
+            } else {
+                Err((field, format!("must be between {lo} and {hi}")))
+            }
+        };
+        range("num_buckets", self.num_buckets.into(), 1, S3_MAX_BUCKETS)?;
+        range("depth_level", self.depth_level.into(), 0, 10)?;
+        range(
+            "num_folders_per_level",
+            self.num_folders_per_level.into(),
+            1,
+            1000,
+        )?;
+        range(
+            "num_files_per_level",
+            self.num_files_per_level.into(),
+            1,
+            S3_MAX_FILES,
+        )?;
+        range("file_size", self.file_size, 1, S3_MAX_FILE_SIZE)?;
+        if self.file_formats.is_empty() {
+            return Err(("file_format", "must name at least one format".into()));
+        }
+        // Folders grow as folders^depth: bound them before enumerating anything.
+        let mut folders: u64 = 1;
+        let mut level: u64 = 1;
+        for _ in 0..self.depth_level {
+            level = level.saturating_mul(self.num_folders_per_level.into());
+            folders = folders.saturating_add(level);
+        }
+        if folders > S3_MAX_FOLDERS {
+            return Err((
+                "depth_level",
+                format!(
+                    "the layout has {folders} folders per bucket; at most {S3_MAX_FOLDERS} are allowed"
+                ),
+            ));
+        }
+        let files = folders
+            .saturating_mul(self.num_files_per_level.into())
+            .saturating_mul(self.num_buckets.into());
+        if files > S3_MAX_FILES {
+            return Err((
+                "num_files_per_level",
+                format!("the layout has {files} files; at most {S3_MAX_FILES} are allowed"),
+            ));
+        }
+        if self.min_files > self.num_files_per_level {
+            return Err(("min_files", "must be at most num_files_per_level".into()));
+        }
+        if self.max_files < self.num_files_per_level {
+            return Err(("max_files", "must be at least num_files_per_level".into()));
+        }
+        if u64::from(self.max_files).saturating_mul(folders * u64::from(self.num_buckets))
+            > 2 * S3_MAX_FILES
+        {
+            return Err((
+                "max_files",
+                format!("allows more than {} files", 2 * S3_MAX_FILES),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Limits of one S3 loader: buckets (AWS's default account quota is 100), folders per bucket, files
+/// in all, bytes per file (a file is built in memory).
+pub const S3_MAX_BUCKETS: u64 = 100;
+pub const S3_MAX_FOLDERS: u64 = 10_000;
+pub const S3_MAX_FILES: u64 = 100_000;
+pub const S3_MAX_FILE_SIZE: u64 = 64 * 1024 * 1024;
+
+/// The default CRUD band of an S3 folder: `num_files_per_level` give or take `buffer`, where the
+/// default buffer is a fifth of the files (at least 1). Returns (min_files, max_files).
+pub fn s3_default_band(num_files_per_level: u32, buffer: Option<u32>) -> (u32, u32) {
+    let buffer = buffer.unwrap_or((num_files_per_level / 5).max(1));
+    (
+        num_files_per_level.saturating_sub(buffer),
+        num_files_per_level.saturating_add(buffer),
+    )
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -540,8 +650,19 @@ pub enum Op {
 /// `[target - buffer, target + buffer]`: at the top no inserts, at the bottom no deletes. When the mix
 /// allows nothing there, it updates.
 pub fn pick_op(count: u64, target: u64, buffer: u64, mix: Mix, roll: u32) -> Op {
-    let can_insert = count < target.saturating_add(buffer);
-    let can_delete = count > target.saturating_sub(buffer) && count > 0;
+    pick_op_within(
+        count,
+        target.saturating_sub(buffer),
+        target.saturating_add(buffer),
+        mix,
+        roll,
+    )
+}
+
+/// [`pick_op`] for a band `[min, max]`: no insert at `max`, no delete at `min` (or 0).
+pub fn pick_op_within(count: u64, min: u64, max: u64, mix: Mix, roll: u32) -> Op {
+    let can_insert = count < max;
+    let can_delete = count > min && count > 0;
     let wi = if can_insert { mix.insert as u64 } else { 0 };
     let wu = mix.update as u64;
     let wd = if can_delete { mix.delete as u64 } else { 0 };
@@ -834,5 +955,73 @@ mod tests {
         assert!(f.contains(&"Depth_1_Folder_2/Depth_2_Folder_1/".to_string()));
         assert_eq!(l.files_per_bucket(), 21);
         assert_eq!(l.format_of(3), "csv");
+        assert_eq!(l.key("Depth_1_Folder_1/", 3), "Depth_1_Folder_1/3.csv");
+    }
+
+    fn layout() -> S3Layout {
+        S3Layout {
+            num_buckets: 2,
+            depth_level: 2,
+            num_folders_per_level: 2,
+            num_files_per_level: 3,
+            file_size: 100,
+            file_formats: vec!["json".into(), "csv".into()],
+            min_files: 2,
+            max_files: 4,
+        }
+    }
+
+    #[test]
+    fn s3_keys_of_the_layout_are_recognised_and_others_are_not() {
+        let l = layout();
+        let folders: std::collections::HashSet<String> = l.folders().into_iter().collect();
+        let c = |k: &str| l.classify(&folders, k).map(|(f, n)| (f.to_string(), n));
+        assert_eq!(c("0.json"), Some((String::new(), 0)));
+        assert_eq!(
+            c("Depth_1_Folder_2/Depth_2_Folder_1/7.csv"),
+            Some(("Depth_1_Folder_2/Depth_2_Folder_1/".to_string(), 7))
+        );
+        for other in [
+            "1.json",
+            "01.json",
+            "x.json",
+            "Depth_3_Folder_1/0.json",
+            "Depth_1_Folder_1/Depth_2_Folder_3/0.json",
+            "Depth_1_Folder_1/",
+            "0.json.bak",
+        ] {
+            assert_eq!(c(other), None, "{other}");
+        }
+        for n in 0..10 {
+            let key = l.key("Depth_1_Folder_1/", n);
+            assert_eq!(c(&key), Some(("Depth_1_Folder_1/".to_string(), n)));
+        }
+    }
+
+    #[test]
+    fn s3_layouts_are_bounded_and_the_band_holds_the_file_count() {
+        assert!(layout().validate().is_ok());
+        let mut big = layout();
+        big.depth_level = 10;
+        big.num_folders_per_level = 10;
+        assert_eq!(big.validate().unwrap_err().0, "depth_level");
+        let mut band = layout();
+        band.min_files = 4;
+        assert_eq!(band.validate().unwrap_err().0, "min_files");
+        let mut none = layout();
+        none.file_formats.clear();
+        assert_eq!(none.validate().unwrap_err().0, "file_format");
+        assert_eq!(s3_default_band(10, None), (8, 12));
+        assert_eq!(s3_default_band(3, None), (2, 4));
+        assert_eq!(s3_default_band(3, Some(5)), (0, 8));
+    }
+
+    #[test]
+    fn a_band_pick_never_inserts_at_max_or_deletes_at_min() {
+        let m = Mix::default();
+        for roll in [0, u32::MAX / 2, u32::MAX] {
+            assert_ne!(pick_op_within(4, 2, 4, m, roll), Op::Insert);
+            assert_ne!(pick_op_within(2, 2, 4, m, roll), Op::Delete);
+        }
     }
 }

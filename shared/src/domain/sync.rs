@@ -94,6 +94,8 @@ pub enum RunStatus {
     Partial,
     Failed,
     Skipped,
+    /// Stopped on request (`DELETE /jobs/{id}`): the engine drops the run's remaining messages.
+    Cancelled,
 }
 
 impl RunStatus {
@@ -227,6 +229,11 @@ pub struct ObjectRecord {
     /// Deliveries since the last checkpoint; past the job's `max_attempts` the object fails.
     #[serde(default)]
     pub idle_attempts: u32,
+    /// A delivery of this run decided to copy the object (delta and diff mark it before writing the
+    /// destination). Another delivery that then finds the destination unchanged knows the match is this
+    /// run's own copy, so it ends the object as processed, not skipped.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub copy_started: bool,
 }
 
 /// An object as a listing saw it.
@@ -471,6 +478,20 @@ impl Run {
         self.finish(counts, now)
     }
 
+    /// Stops a run that has not ended; work already in flight may still finish its object.
+    pub fn cancel(mut self, reason: String, now: &str) -> Result<Run, Conflict> {
+        if self.status.is_terminal() {
+            return Err(Conflict(format!(
+                "run {} already ended as {:?}",
+                self.run_id, self.status
+            )));
+        }
+        self.status = RunStatus::Cancelled;
+        self.error = Some(reason);
+        self.ended_at = Some(now.to_string());
+        Ok(self)
+    }
+
     pub fn fail(mut self, error: String, now: &str) -> Result<Run, Conflict> {
         if self.status.is_terminal() {
             return Err(Conflict(format!("run {} already ended", self.run_id)));
@@ -511,7 +532,21 @@ impl ObjectRecord {
             parts: BTreeMap::new(),
             bytes_fetched: 0,
             idle_attempts: 0,
+            copy_started: false,
         }
+    }
+
+    /// Marks that a delivery is about to write the destination (see [`ObjectRecord::copy_started`]).
+    pub fn start_copy(mut self, now: &str) -> Result<ObjectRecord, Conflict> {
+        if self.status.is_terminal() {
+            return Err(Conflict(format!(
+                "object {} already ended as {:?}",
+                self.object_key, self.status
+            )));
+        }
+        self.copy_started = true;
+        self.updated_at = now.to_string();
+        Ok(self)
     }
 
     /// A delivery starts working on the object.
@@ -584,6 +619,53 @@ impl ObjectRecord {
             .filter(|n| !self.parts.contains_key(&n.to_string()))
             .collect()
     }
+}
+
+/// What a run does with one listed source object, decided before any byte moves (the engine's copy
+/// step and the API's dry run both follow it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CopyDecision {
+    /// Copy to this destination key.
+    Copy(String),
+    /// Nothing to do, and why.
+    Skip(&'static str),
+    /// The object cannot be copied (its key would leave the destination prefix), and why.
+    Fail(String),
+}
+
+/// The decision for `obj` under `action`: empty objects are skipped, keys that would escape the
+/// destination prefix fail, and delta/diff skip objects the destination already holds (`dest` is
+/// the destination's copy, if any; sync and delete ignore it).
+pub fn copy_decision(
+    action: Action,
+    source_prefix: &str,
+    dest_prefix: &str,
+    obj: &ObjectRef,
+    dest: Option<&ObjectMeta>,
+) -> CopyDecision {
+    if obj.size == 0 {
+        return CopyDecision::Skip("empty object");
+    }
+    let dest_key = match destination_key(source_prefix, dest_prefix, &obj.key) {
+        Ok(k) => k,
+        Err(why) => return CopyDecision::Fail(why),
+    };
+    if matches!(action, Action::Delta | Action::Diff) && unchanged(&obj.meta(), dest) {
+        return CopyDecision::Skip("unchanged at the destination");
+    }
+    CopyDecision::Copy(dest_key)
+}
+
+/// Whether a destination object is one a delete (or diff) run removes: it lies under the destination
+/// prefix and none of the source keys it may have come from exists (`source_exists`).
+pub fn delete_decision(
+    source_prefix: &str,
+    dest_prefix: &str,
+    dest_key: &str,
+    source_exists: impl Fn(&str) -> bool,
+) -> bool {
+    let sources = source_keys_for(source_prefix, dest_prefix, dest_key);
+    !sources.is_empty() && !sources.iter().any(|k| source_exists(k))
 }
 
 /// The source keys a destination key may have been copied from (the inverse of [`destination_key`]):
@@ -868,6 +950,63 @@ mod tests {
         assert_eq!(backoff_ms(3, 100, 10_000, 0.5), 400);
         assert_eq!(backoff_ms(20, 100, 10_000, 0.5), 5_000);
         assert_eq!(backoff_ms(5, 100, 10_000, 0.0), 0);
+    }
+
+    #[test]
+    fn copy_decisions_follow_action_size_key_and_destination() {
+        let obj = |key: &str, size| ObjectRef {
+            key: key.into(),
+            size,
+            etag: Some("\"e1\"".into()),
+            last_modified: None,
+        };
+        let same = ObjectMeta {
+            size: 4,
+            etag: Some("e1".into()),
+            ..Default::default()
+        };
+        fn d(a: Action, o: &ObjectRef, dest: Option<&ObjectMeta>) -> CopyDecision {
+            copy_decision(a, "src/", "dst", o, dest)
+        }
+        assert_eq!(
+            d(Action::Sync, &obj("src/a", 4), Some(&same)),
+            CopyDecision::Copy("dst/a".into())
+        );
+        assert_eq!(
+            d(Action::Delta, &obj("src/a", 4), Some(&same)),
+            CopyDecision::Skip("unchanged at the destination")
+        );
+        assert_eq!(
+            d(Action::Diff, &obj("src/a", 4), None),
+            CopyDecision::Copy("dst/a".into())
+        );
+        assert_eq!(
+            d(Action::Sync, &obj("src/e", 0), None),
+            CopyDecision::Skip("empty object")
+        );
+        assert!(matches!(
+            d(Action::Sync, &obj("src/../x", 4), None),
+            CopyDecision::Fail(_)
+        ));
+    }
+
+    #[test]
+    fn only_destination_objects_without_a_source_are_deleted() {
+        let sources = ["src/a".to_string()];
+        let exists = |k: &str| sources.iter().any(|s| s == k);
+        assert!(!delete_decision("src/", "dst", "dst/a", exists));
+        assert!(delete_decision("src/", "dst", "dst/gone", exists));
+        assert!(!delete_decision("src/", "dst", "elsewhere/x", exists));
+    }
+
+    #[test]
+    fn a_cancelled_run_has_ended() {
+        let run = Run::new("j", "r", Trigger::Api, "t")
+            .cancel("stop".into(), "t2")
+            .unwrap();
+        assert_eq!(run.status, RunStatus::Cancelled);
+        assert!(run.status.is_terminal());
+        assert!(run.cancel("again".into(), "t3").is_err());
     }
 
     #[test]

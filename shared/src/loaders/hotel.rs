@@ -1,6 +1,8 @@
-//! Hotel documents, the original docloader's template: realistic fake values (the `fake` crate), a
-//! function of (loader id, sequence) only, so every document is distinct and a re-run is reproducible,
-//! padded with a `padding` string to exactly `document_size` bytes of compact JSON.
+//! Hotel documents, the original docloader's template, for every loader: the MongoDB, MySQL and DynamoDB
+//! loaders (as a JSON map padded to exactly `document_size` bytes) and the S3 loader's files (the typed
+//! [`Hotel`], which the file encoders pad to a file size). One generator: realistic fake values (the
+//! `fake` crate), a function of (loader id, sequence) only, so every document is distinct and a re-run
+//! is reproducible.
 
 use fake::Fake;
 use fake::RngExt;
@@ -10,9 +12,54 @@ use fake::faker::name::en::{FirstName, LastName, Name};
 use fake::faker::phone_number::en::PhoneNumber;
 use fake::rand::SeedableRng;
 use fake::rand::rngs::Xoshiro256PlusPlus;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 const TYPES: [&str; 5] = ["Inn", "Hotel", "Suites", "Resort", "Lodge"];
+
+/// One hotel record, field for field the original's template (same names, same order; `type` is `kind`
+/// in Rust). Integers are `i64` because Avro and Parquet have no unsigned 64-bit type.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Hotel {
+    pub country: String,
+    pub address: String,
+    pub free_parking: bool,
+    pub city: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub url: String,
+    pub phone: String,
+    pub price: f64,
+    pub avg_ratings: f64,
+    pub free_breakfast: bool,
+    pub name: String,
+    pub email: String,
+    pub mutated: i64,
+    pub key: String,
+    /// The size the document was asked to have: 0 from [`Hotel::generate`]; in an S3 file, the file's
+    /// target size (constant per file, so it never moves the size being fitted).
+    pub document_size: i64,
+    pub public_likes: Vec<String>,
+    pub reviews: Vec<Review>,
+    /// Filler that makes a record (or a file) exactly the asked size; ASCII letters only, so one
+    /// character is one byte in every encoding and never needs quoting or escaping.
+    pub padding: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Review {
+    /// `YYYY-MM-DD`.
+    pub date: String,
+    pub author: String,
+    pub rating: Rating,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Rating {
+    pub value: i64,
+    pub cleanliness: i64,
+    pub overall: i64,
+}
 
 /// A seed from the loader id and the sequence number (FNV-1a, then SplitMix64 to spread the bits).
 fn seed(loader_id: &str, seq: u64) -> u64 {
@@ -38,73 +85,85 @@ pub fn key(loader_id: &str, seq: u64) -> String {
     format!("{}-{seq:012}", short_id(loader_id))
 }
 
-/// The hotel document number `seq` of `loader_id`, without padding.
-pub fn hotel(loader_id: &str, seq: u64) -> Map<String, Value> {
-    let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed(loader_id, seq));
-    let r = &mut rng;
-    let city: String = CityName().fake_with_rng(r);
-    let last: String = LastName().fake_with_rng(r);
-    let kind = TYPES[r.random_range(0..TYPES.len())];
-    let name = format!("{last} {city} {kind} #{seq}");
-    let slug: String = name
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric())
-        .collect::<String>()
-        .to_ascii_lowercase();
-    let suffix: String = DomainSuffix().fake_with_rng(r);
-    let first: String = FirstName().fake_with_rng(r);
-    let likes: Vec<String> = (0..r.random_range(1..6))
-        .map(|_| Name().fake_with_rng::<String, _>(r))
-        .collect();
-    let reviews: Vec<Value> = (0..r.random_range(1..4))
-        .map(|_| {
-            let day = r.random_range(1..29);
-            let month = r.random_range(1..13);
-            let year = r.random_range(2015..2026);
-            json!({
-                "date": format!("{year:04}-{month:02}-{day:02}"),
-                "author": Name().fake_with_rng::<String, _>(r),
-                "rating": {
-                    "value": r.random_range(1..6),
-                    "cleanliness": r.random_range(1..6),
-                    "overall": r.random_range(1..6),
-                },
+impl Hotel {
+    /// Hotel number `seq` of `loader_id`: the same pair always gives the same hotel; `key`, `name` and
+    /// `email` embed `seq`, so two hotels of one loader never share them. `document_size` is 0 and
+    /// `padding` empty.
+    pub fn generate(loader_id: &str, seq: u64) -> Hotel {
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed(loader_id, seq));
+        let r = &mut rng;
+        let city: String = CityName().fake_with_rng(r);
+        let last: String = LastName().fake_with_rng(r);
+        let kind = TYPES[r.random_range(0..TYPES.len())];
+        let name = format!("{last} {city} {kind} #{seq}");
+        let slug: String = name
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric())
+            .collect::<String>()
+            .to_ascii_lowercase();
+        let suffix: String = DomainSuffix().fake_with_rng(r);
+        let first: String = FirstName().fake_with_rng(r);
+        let public_likes: Vec<String> = (0..r.random_range(1..6))
+            .map(|_| Name().fake_with_rng::<String, _>(r))
+            .collect();
+        let reviews: Vec<Review> = (0..r.random_range(1..4))
+            .map(|_| {
+                let day = r.random_range(1..29);
+                let month = r.random_range(1..13);
+                let year = r.random_range(2015..2026);
+                Review {
+                    date: format!("{year:04}-{month:02}-{day:02}"),
+                    author: Name().fake_with_rng::<String, _>(r),
+                    rating: Rating {
+                        value: r.random_range(1..6),
+                        cleanliness: r.random_range(1..6),
+                        overall: r.random_range(1..6),
+                    },
+                }
             })
-        })
-        .collect();
-    let street: String = StreetName().fake_with_rng(r);
-    let number: String = BuildingNumber().fake_with_rng(r);
-    let country: String = CountryName().fake_with_rng(r);
-    let phone: String = PhoneNumber().fake_with_rng(r);
-    let mut m = Map::new();
-    m.insert("country".into(), json!(country));
-    m.insert("address".into(), json!(format!("{number} {street}")));
-    m.insert("free_parking".into(), json!(r.random_bool(0.5)));
-    m.insert("city".into(), json!(city));
-    m.insert("type".into(), json!(kind));
-    m.insert("url".into(), json!(format!("https://www.{slug}.{suffix}")));
-    m.insert("phone".into(), json!(phone));
-    m.insert(
-        "price".into(),
-        json!(r.random_range(500..100_000) as f64 / 100.0),
-    );
-    m.insert(
-        "avg_ratings".into(),
-        json!(r.random_range(10..50) as f64 / 10.0),
-    );
-    m.insert("free_breakfast".into(), json!(r.random_bool(0.5)));
-    m.insert("name".into(), json!(name));
-    m.insert(
-        "email".into(),
-        json!(format!(
-            "{}.{seq}@{slug}.{suffix}",
-            first.to_ascii_lowercase()
-        )),
-    );
-    m.insert("mutated".into(), json!(0));
-    m.insert("key".into(), json!(key(loader_id, seq)));
-    m.insert("public_likes".into(), json!(likes));
-    m.insert("reviews".into(), json!(reviews));
+            .collect();
+        let street: String = StreetName().fake_with_rng(r);
+        let number: String = BuildingNumber().fake_with_rng(r);
+        let country: String = CountryName().fake_with_rng(r);
+        let phone: String = PhoneNumber().fake_with_rng(r);
+        Hotel {
+            country,
+            address: format!("{number} {street}"),
+            free_parking: r.random_bool(0.5),
+            city,
+            kind: kind.to_string(),
+            url: format!("https://www.{slug}.{suffix}"),
+            phone,
+            // Whole cents and tenths: such values print and parse back to the same f64 in every text
+            // format, so read-back compares with `==`.
+            price: r.random_range(3_000..=90_000) as f64 / 100.0,
+            avg_ratings: r.random_range(10..=50) as f64 / 10.0,
+            free_breakfast: r.random_bool(0.5),
+            name,
+            email: format!("{}.{seq}@{slug}.{suffix}", first.to_ascii_lowercase()),
+            mutated: 0,
+            key: key(loader_id, seq),
+            document_size: 0,
+            public_likes,
+            reviews,
+            padding: String::new(),
+        }
+    }
+
+    /// Sets `padding` to `len` filler bytes.
+    pub fn set_padding(&mut self, len: usize) {
+        self.padding = (b'a'..=b'z').cycle().take(len).map(char::from).collect();
+    }
+}
+
+/// The hotel document number `seq` of `loader_id` as a JSON map, without `document_size` and padding.
+pub fn hotel(loader_id: &str, seq: u64) -> Map<String, Value> {
+    let mut m = match serde_json::to_value(Hotel::generate(loader_id, seq)) {
+        Ok(Value::Object(m)) => m,
+        _ => unreachable!("a Hotel serializes to a JSON object"),
+    };
+    m.remove("document_size");
+    m.remove("padding");
     m
 }
 
@@ -182,5 +241,61 @@ mod tests {
             assert!(d.contains_key(f), "{f}");
         }
         assert!(d["reviews"][0]["rating"]["overall"].is_u64());
+    }
+
+    #[test]
+    fn the_same_loader_and_seq_give_the_same_hotel_and_distinct_seqs_distinct_keys() {
+        assert_eq!(Hotel::generate("l", 42), Hotel::generate("l", 42));
+        assert_ne!(Hotel::generate("l", 42), Hotel::generate("l", 43));
+        let seqs = (0..5_000u64).chain([u64::MAX, u64::MAX - 1, 1 << 63]);
+        let keys: std::collections::HashSet<String> =
+            seqs.clone().map(|s| Hotel::generate("l", s).key).collect();
+        assert_eq!(keys.len(), seqs.count());
+    }
+
+    #[test]
+    fn generated_hotels_have_realistic_values() {
+        let hotels: Vec<Hotel> = (0..200).map(|s| Hotel::generate("l", s)).collect();
+        for h in &hotels {
+            for (field, value) in [
+                ("country", &h.country),
+                ("address", &h.address),
+                ("city", &h.city),
+                ("type", &h.kind),
+                ("phone", &h.phone),
+                ("name", &h.name),
+            ] {
+                assert!(!value.trim().is_empty(), "{field} empty in {h:?}");
+            }
+            assert!(h.url.starts_with("https://www."), "{}", h.url);
+            let (user, domain) = h.email.split_once('@').expect("an email");
+            assert!(!user.is_empty() && domain.contains('.'), "{}", h.email);
+            assert!((30.0..=900.0).contains(&h.price), "{}", h.price);
+            assert!((1.0..=5.0).contains(&h.avg_ratings), "{}", h.avg_ratings);
+            assert!((1..=5).contains(&h.public_likes.len()));
+            assert!((1..=3).contains(&h.reviews.len()));
+            for r in &h.reviews {
+                assert_eq!(r.date.len(), "2020-01-01".len(), "{}", r.date);
+                assert!(!r.author.is_empty());
+                for score in [r.rating.value, r.rating.cleanliness, r.rating.overall] {
+                    assert!((1..=5).contains(&score));
+                }
+            }
+            assert!(h.padding.is_empty() && h.document_size == 0 && h.mutated == 0);
+        }
+        // Values come from word lists, not a constant: 200 hotels show variety.
+        let cities: std::collections::HashSet<_> = hotels.iter().map(|h| &h.city).collect();
+        let countries: std::collections::HashSet<_> = hotels.iter().map(|h| &h.country).collect();
+        assert!(cities.len() > 50 && countries.len() > 50);
+    }
+
+    #[test]
+    fn the_json_document_is_the_typed_hotel() {
+        let d = document("a", 9, 2048);
+        let mut h: Hotel = serde_json::from_value(Value::Object(d)).unwrap();
+        assert_eq!(h.document_size, 2048);
+        h.document_size = 0;
+        h.padding.clear();
+        assert_eq!(h, Hotel::generate("a", 9));
     }
 }

@@ -1,4 +1,4 @@
-//! Loader targets (issue #3): the adapters both loader functions use — api-loaders for its count and
+//! Loader targets (issue #3): the adapters (MongoDB, MySQL, DynamoDB, S3) both loader functions use — api-loaders for its count and
 //! delete routes and its reachability check, worker-loader for the load itself — plus the hotel
 //! document generator and the host allow-list. Behind the `loaders` feature (mongodb, sqlx, fake).
 
@@ -7,6 +7,7 @@ pub mod dynamo;
 pub mod hotel;
 pub mod mongo;
 pub mod mysql;
+pub mod s3;
 
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -85,4 +86,36 @@ pub fn update_targets(low: u64, high: u64, n: u64, salt: u64) -> Vec<u64> {
             low + x % span
         })
         .collect()
+}
+
+/// Generates the batches of a fill ahead of the writes: `make(range)` runs on blocking threads, at most
+/// `depth` finished batches wait, so building batch k+1 (fake values, encoding) overlaps writing batch
+/// k. The ranges are `seqs` cut into `chunk`-sized pieces, in order.
+pub fn generate_ahead<T, F>(
+    seqs: std::ops::Range<u64>,
+    chunk: u64,
+    depth: usize,
+    make: F,
+) -> impl futures::Stream<Item = T>
+where
+    T: Send + 'static,
+    F: Fn(std::ops::Range<u64>) -> T + Send + Sync + 'static,
+{
+    let (tx, rx) = tokio::sync::mpsc::channel::<T>(depth.max(1));
+    let make = std::sync::Arc::new(make);
+    tokio::spawn(async move {
+        let mut from = seqs.start;
+        while from < seqs.end {
+            let to = seqs.end.min(from + chunk.max(1));
+            let m = make.clone();
+            let Ok(batch) = tokio::task::spawn_blocking(move || m(from..to)).await else {
+                return;
+            };
+            if tx.send(batch).await.is_err() {
+                return; // the writer gave up
+            }
+            from = to;
+        }
+    });
+    futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (b, rx)) })
 }

@@ -8,6 +8,11 @@ use mongodb::bson::{Bson, Document, doc};
 use mongodb::options::ClientOptions;
 use mongodb::{Client, Collection, Database};
 
+/// Documents per insert_many during a fill.
+pub const DOCS_PER_INSERT: u64 = 1000;
+/// insert_many calls in flight during a fill.
+pub const PARALLEL: usize = 4;
+
 #[derive(Clone, Debug)]
 pub struct Mongo {
     client: Client,
@@ -120,25 +125,27 @@ impl Mongo {
         })
     }
 
-    /// Inserts documents `seqs` of `loader_id` in one unordered insert_many per `chunk`, `parallel` at a
-    /// time. Returns how many were inserted.
+    /// Inserts documents `seqs` of `loader_id`: unordered insert_many of [`DOCS_PER_INSERT`],
+    /// [`PARALLEL`] at a time, the next batches generated meanwhile. Returns how many were inserted.
     pub async fn insert(
         &self,
         loader_id: &str,
         seqs: std::ops::Range<u64>,
         size: usize,
     ) -> Result<u64, TargetError> {
-        let docs: Vec<Document> = seqs
-            .map(|seq| {
+        let loader = loader_id.to_string();
+        let parallel = PARALLEL;
+        let batches = super::generate_ahead(seqs, DOCS_PER_INSERT, parallel + 1, move |r| {
+            r.map(|seq| {
                 let mut d =
-                    mongodb::bson::serialize_to_document(&hotel::document(loader_id, seq, size))
+                    mongodb::bson::serialize_to_document(&hotel::document(&loader, seq, size))
                         .unwrap_or_default();
                 d.insert("_id", seq as i64);
                 d
             })
-            .collect();
-        let chunks: Vec<Vec<Document>> = docs.chunks(1000).map(|c| c.to_vec()).collect();
-        let results: Vec<Result<u64, TargetError>> = futures::stream::iter(chunks)
+            .collect::<Vec<Document>>()
+        });
+        let results: Vec<Result<u64, TargetError>> = batches
             .map(|c| async move {
                 let n = c.len() as u64;
                 match self.coll.insert_many(c).ordered(false).await {
@@ -153,7 +160,7 @@ impl Mongo {
                     },
                 }
             })
-            .buffer_unordered(4)
+            .buffer_unordered(parallel)
             .collect()
             .await;
         results.into_iter().sum()

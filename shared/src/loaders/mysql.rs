@@ -10,6 +10,12 @@ use serde_json::Value;
 use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions};
 use sqlx::{AssertSqlSafe, Row};
 
+/// Connections in a loader's pool (worker-loader), and multi-row INSERTs in flight on them during a fill.
+pub const POOL: u32 = 4;
+pub const FILL_PARALLEL: usize = 4;
+/// Rows per multi-row INSERT (fewer for a table so wide that the parameters would pass 60,000).
+pub const ROWS_PER_INSERT: usize = 1000;
+
 #[derive(Debug, Clone)]
 pub struct Column {
     pub name: String,
@@ -194,7 +200,8 @@ impl Mysql {
         Ok(lo.zip(hi).map(|(l, h)| (l.max(0) as u64, h.max(0) as u64)))
     }
 
-    /// Inserts rows `seqs` of `loader_id` with multi-row INSERTs, `parallel` statements at a time.
+    /// Inserts rows `seqs` of `loader_id` with multi-row INSERTs of up to [`ROWS_PER_INSERT`] rows,
+    /// `parallel` statements at a time; the rows of the next statements are generated meanwhile.
     pub async fn insert(
         &self,
         cols: &[Column],
@@ -203,39 +210,41 @@ impl Mysql {
         size: usize,
         parallel: usize,
     ) -> Result<u64, TargetError> {
-        let used: Vec<&Column> = cols.iter().filter(|c| !c.auto_increment).collect();
+        let used: Vec<Column> = cols.iter().filter(|c| !c.auto_increment).cloned().collect();
         if used.is_empty() {
             return Err(TargetError::Refused(
                 "the table has no column to fill".into(),
             ));
         }
-        let per_stmt = (60_000 / used.len()).clamp(1, 1000);
+        // A prepared statement takes at most 65,535 parameters.
+        let per_stmt = (60_000 / used.len()).clamp(1, ROWS_PER_INSERT) as u64;
         let names = used
             .iter()
             .map(|c| q(&c.name))
             .collect::<Vec<_>>()
             .join(",");
         let one = format!("({})", vec!["?"; used.len()].join(","));
-        let seqs: Vec<u64> = seqs.collect();
-        let stmts: Vec<Vec<u64>> = seqs.chunks(per_stmt).map(|c| c.to_vec()).collect();
-        let results: Vec<Result<u64, TargetError>> = futures::stream::iter(stmts)
+        let loader = loader_id.to_string();
+        let rows = super::generate_ahead(seqs, per_stmt, parallel + 1, move |r| {
+            let refs: Vec<&Column> = used.iter().collect();
+            r.map(|seq| row_values(&refs, &loader, seq, size))
+                .collect::<Vec<_>>()
+        });
+        let results: Vec<Result<u64, TargetError>> = rows
             .map(|chunk| {
                 let sql = format!(
                     "INSERT INTO {} ({names}) VALUES {}",
                     self.full(),
                     vec![one.as_str(); chunk.len()].join(",")
                 );
-                let used = &used;
                 async move {
                     let mut query = sqlx::query(AssertSqlSafe(sql));
-                    for seq in chunk {
-                        for v in row_values(used, loader_id, seq, size) {
-                            query = match v {
-                                Val::Int(i) => query.bind(i),
-                                Val::Float(f) => query.bind(f),
-                                Val::Text(s) => query.bind(s),
-                            };
-                        }
+                    for v in chunk.into_iter().flatten() {
+                        query = match v {
+                            Val::Int(i) => query.bind(i),
+                            Val::Float(f) => query.bind(f),
+                            Val::Text(s) => query.bind(s),
+                        };
                     }
                     query
                         .execute(&self.pool)
@@ -403,7 +412,15 @@ fn field_for(column: &str) -> String {
 
 /// The values of row `seq` for `cols`, in order.
 pub fn row_values(cols: &[&Column], loader_id: &str, seq: u64, size: usize) -> Vec<Val> {
-    let doc = hotel::document(loader_id, seq, size);
+    // Padding to `size` costs a serialisation of the whole document: only for a table that stores it.
+    let padded = cols
+        .iter()
+        .any(|c| matches!(field_for(&c.name).as_str(), "padding" | "document_size"));
+    let doc = if padded {
+        hotel::document(loader_id, seq, size)
+    } else {
+        hotel::hotel(loader_id, seq)
+    };
     let key = hotel::key(loader_id, seq);
     let mut carries_key = false;
     let mut out: Vec<Val> = cols
@@ -515,6 +532,20 @@ mod tests {
         };
         assert!(s.chars().count() <= 20);
         assert!(s.ends_with(" #77"), "{s}");
+    }
+
+    #[test]
+    fn a_padding_column_gets_the_documents_padding_and_others_skip_it() {
+        let cols = [
+            col("city", "varchar", Some(255)),
+            col("padding", "text", None),
+        ];
+        let refs: Vec<&Column> = cols.iter().collect();
+        let doc = hotel::document("loader-x", 9, 2048);
+        let r = row_values(&refs, "loader-x", 9, 2048);
+        assert!(matches!(&r[1], Val::Text(p) if p.starts_with(doc["padding"].as_str().unwrap())));
+        let plain = row_values(&refs[..1], "loader-x", 9, 2048);
+        assert!(matches!(&plain[0], Val::Text(c) if c.starts_with(doc["city"].as_str().unwrap())));
     }
 
     #[test]

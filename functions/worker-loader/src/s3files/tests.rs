@@ -2,6 +2,8 @@ use std::collections::HashSet;
 
 use super::*;
 
+/// The loader id the test files' hotels belong to.
+const ID: &str = "0190-s3-test";
 const KIB: usize = 1024;
 const SIZES: [usize; 4] = [KIB, 10 * KIB, 100 * KIB, 1024 * KIB];
 
@@ -9,7 +11,7 @@ const SIZES: [usize; 4] = [KIB, 10 * KIB, 100 * KIB, 1024 * KIB];
 fn assert_generated(file: &EncodedFile, target: usize, first_seed: u64) {
     assert!(!file.hotels.is_empty(), "a file never holds 0 records");
     for (i, h) in file.hotels.iter().enumerate() {
-        let mut expected = Hotel::generate(first_seed + i as u64);
+        let mut expected = Hotel::generate(ID, first_seed + i as u64);
         expected.document_size = target as i64;
         expected.padding = h.padding.clone();
         assert_eq!(h, &expected, "record {i}");
@@ -48,55 +50,10 @@ fn cycle_gives_file_n_the_format_n_modulo_the_list() {
 }
 
 #[test]
-fn same_seed_gives_the_same_hotel_and_distinct_seeds_distinct_keys() {
-    assert_eq!(Hotel::generate(42), Hotel::generate(42));
-    assert_ne!(Hotel::generate(42), Hotel::generate(43));
-    let seeds = (0..5_000u64).chain([u64::MAX, u64::MAX - 1, 1 << 63]);
-    let keys: HashSet<String> = seeds.clone().map(|s| Hotel::generate(s).key).collect();
-    assert_eq!(keys.len(), seeds.count());
-}
-
-#[test]
-fn generated_hotels_have_realistic_values() {
-    let hotels: Vec<Hotel> = (0..200).map(Hotel::generate).collect();
-    for h in &hotels {
-        for (field, value) in [
-            ("country", &h.country),
-            ("address", &h.address),
-            ("city", &h.city),
-            ("type", &h.kind),
-            ("phone", &h.phone),
-            ("name", &h.name),
-        ] {
-            assert!(!value.trim().is_empty(), "{field} empty in {h:?}");
-        }
-        assert!(h.url.starts_with("https://www."), "{}", h.url);
-        let (user, domain) = h.email.split_once('@').expect("an email");
-        assert!(!user.is_empty() && domain.contains('.'), "{}", h.email);
-        assert!((30.0..=900.0).contains(&h.price), "{}", h.price);
-        assert!((1.0..=5.0).contains(&h.avg_ratings), "{}", h.avg_ratings);
-        assert!((1..=5).contains(&h.public_likes.len()));
-        assert!((1..=3).contains(&h.reviews.len()));
-        for r in &h.reviews {
-            assert_eq!(r.date.len(), "2020-01-01".len(), "{}", r.date);
-            assert!(!r.author.is_empty());
-            for score in [r.rating.value, r.rating.cleanliness, r.rating.overall] {
-                assert!((1..=5).contains(&score));
-            }
-        }
-        assert!(h.padding.is_empty() && h.document_size == 0 && h.mutated == 0);
-    }
-    // Values come from word lists, not a constant: 200 hotels show variety.
-    let cities: HashSet<_> = hotels.iter().map(|h| &h.city).collect();
-    let countries: HashSet<_> = hotels.iter().map(|h| &h.country).collect();
-    assert!(cities.len() > 50 && countries.len() > 50);
-}
-
-#[test]
 fn every_format_reads_back_with_its_own_reader_as_the_generated_hotels() {
     for format in FileFormat::ALL {
         for (target, seed) in [(10 * KIB, 7), (100 * KIB, 1_000_000)] {
-            let file = encode_file(format, target, seed).unwrap();
+            let file = encode_file(format, target, ID, seed).unwrap();
             assert_generated(&file, target, seed);
             let read = decode(format, &file.bytes).unwrap();
             assert_eq!(read.len(), file.hotels.len(), "{format} {target}");
@@ -109,7 +66,7 @@ fn every_format_reads_back_with_its_own_reader_as_the_generated_hotels() {
 fn json_csv_and_tsv_files_have_exactly_the_asked_size() {
     for format in [FileFormat::Json, FileFormat::Csv, FileFormat::Tsv] {
         for target in SIZES {
-            let bytes = encode(format, target, 99).unwrap();
+            let bytes = encode(format, target, ID, 99).unwrap();
             assert_eq!(bytes.len(), target, "{format} {target}");
         }
     }
@@ -120,7 +77,7 @@ fn avro_and_parquet_files_have_the_asked_size_unless_one_record_is_already_bigge
     for format in [FileFormat::Avro, FileFormat::Parquet] {
         let codec = Codec::new(format, 99).unwrap();
         for target in SIZES {
-            let file = encode_file(format, target, 99).unwrap();
+            let file = encode_file(format, target, ID, 99).unwrap();
             let mut first = file.hotels[0].clone();
             first.padding.clear();
             let smallest = codec.encode(&[first]).unwrap().len();
@@ -146,7 +103,7 @@ fn avro_and_parquet_cannot_fit_one_kib_but_json_csv_and_tsv_can() {
         (FileFormat::Parquet, false),
     ] {
         assert_eq!(
-            encode(format, KIB, 99).unwrap().len() == KIB,
+            encode(format, KIB, ID, 99).unwrap().len() == KIB,
             fits,
             "{format}"
         );
@@ -156,11 +113,11 @@ fn avro_and_parquet_cannot_fit_one_kib_but_json_csv_and_tsv_can() {
 #[test]
 fn parquet_files_have_one_row_group_and_avro_files_carry_the_hotel_schema() {
     use parquet::file::reader::{FileReader, SerializedFileReader};
-    let bytes = encode(FileFormat::Parquet, 100 * KIB, 1).unwrap();
+    let bytes = encode(FileFormat::Parquet, 100 * KIB, ID, 1).unwrap();
     let reader = SerializedFileReader::new(bytes::Bytes::from(bytes)).unwrap();
     assert_eq!(reader.metadata().num_row_groups(), 1);
 
-    let bytes = encode(FileFormat::Avro, 10 * KIB, 1).unwrap();
+    let bytes = encode(FileFormat::Avro, 10 * KIB, ID, 1).unwrap();
     let reader = apache_avro::Reader::new(&bytes[..]).unwrap();
     assert_eq!(
         reader.writer_schema(),
@@ -170,8 +127,8 @@ fn parquet_files_have_one_row_group_and_avro_files_carry_the_hotel_schema() {
 
 #[test]
 fn tsv_separates_columns_with_tabs_and_csv_with_commas() {
-    let tsv = encode(FileFormat::Tsv, 2 * KIB, 5).unwrap();
-    let csv = encode(FileFormat::Csv, 2 * KIB, 5).unwrap();
+    let tsv = encode(FileFormat::Tsv, 2 * KIB, ID, 5).unwrap();
+    let csv = encode(FileFormat::Csv, 2 * KIB, ID, 5).unwrap();
     let header = |b: &[u8]| String::from_utf8(b.split(|c| *c == b'\n').next().unwrap().to_vec());
     assert!(
         header(&tsv)
@@ -191,7 +148,7 @@ fn tsv_separates_columns_with_tabs_and_csv_with_commas() {
 fn a_target_smaller_than_one_record_still_holds_one_record() {
     for format in FileFormat::ALL {
         for target in [0, 10] {
-            let file = encode_file(format, target, 3).unwrap();
+            let file = encode_file(format, target, ID, 3).unwrap();
             assert_eq!(file.hotels.len(), 1, "{format} {target}");
             assert_eq!(decode(format, &file.bytes).unwrap(), file.hotels);
         }
@@ -201,9 +158,9 @@ fn a_target_smaller_than_one_record_still_holds_one_record() {
 #[test]
 fn the_same_request_gives_the_same_bytes_and_another_seed_other_records() {
     for format in FileFormat::ALL {
-        let a = encode(format, 5 * KIB, 11).unwrap();
-        assert_eq!(a, encode(format, 5 * KIB, 11).unwrap(), "{format}");
-        let other = decode(format, &encode(format, 5 * KIB, 12_000).unwrap()).unwrap();
+        let a = encode(format, 5 * KIB, ID, 11).unwrap();
+        assert_eq!(a, encode(format, 5 * KIB, ID, 11).unwrap(), "{format}");
+        let other = decode(format, &encode(format, 5 * KIB, ID, 12_000).unwrap()).unwrap();
         let keys: HashSet<_> = decode(format, &a)
             .unwrap()
             .into_iter()
@@ -219,13 +176,15 @@ fn avro_size_is_exact_even_where_the_padding_length_varint_grows() {
     // needs exactly 64 more bytes cannot get them from the last record's padding alone (63 gives +63,
     // 64 gives +65); the fitter must put a byte elsewhere.
     let codec = Codec::new(FileFormat::Avro, 5).unwrap();
-    let mut hotels = encode_file(FileFormat::Avro, 20 * KIB, 5).unwrap().hotels;
+    let mut hotels = encode_file(FileFormat::Avro, 20 * KIB, ID, 5)
+        .unwrap()
+        .hotels;
     for h in &mut hotels {
         h.padding.clear();
     }
     let unpadded = codec.encode(&hotels).unwrap().len();
     let target = unpadded + 64;
-    let file = encode_file(FileFormat::Avro, target, 5).unwrap();
+    let file = encode_file(FileFormat::Avro, target, ID, 5).unwrap();
     assert_eq!(
         file.hotels.len(),
         hotels.len(),

@@ -65,6 +65,18 @@ impl PumpSettings {
     }
 }
 
+/// Poll loops per SQS source at most, locally: `FERRY_PUMP_MAX_POLLERS` (default 4, as cargo lambda
+/// watch's `--concurrency` that run.sh passes from `FERRY_WATCH_CONCURRENCY`). On AWS, Lambda runs up
+/// to the source's `ScalingConfig.MaximumConcurrency` batches at once; a 2-core machine runs fewer. A
+/// source without ScalingConfig gets one poll loop here.
+pub fn local_max_pollers() -> u32 {
+    std::env::var("FERRY_PUMP_MAX_POLLERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|n| *n >= 1)
+        .unwrap_or(4)
+}
+
 /// Every SQS event source of the template, with its queue resolved through `state`.
 pub fn sqs_sources(template: &Template, state: &State) -> Result<Vec<sqs::SqsSource>> {
     let res = Resolver::new(template, state, DEFAULT_STACK);
@@ -81,6 +93,7 @@ pub fn sqs_sources(template: &Template, state: &State) -> Result<Vec<sqs::SqsSou
                 batch_size: ev.batch_size,
                 report_batch_item_failures: ev.reports_batch_item_failures(),
                 invoke_timeout: Duration::from_secs(f.timeout_secs + INVOKE_TIMEOUT_MARGIN_SECS),
+                pollers: ev.max_concurrency.unwrap_or(1).min(local_max_pollers()),
             });
         }
     }
@@ -114,13 +127,16 @@ pub async fn run(
 
     let mut tasks = tokio::task::JoinSet::new();
     for s in sources {
-        tasks.spawn(sqs::run_source(
-            s,
-            clients.sqs.clone(),
-            invoker.clone(),
-            settings.sqs.clone(),
-            stop.clone(),
-        ));
+        // Each poll loop receives, invokes and deletes on its own, as Lambda's pollers do.
+        for _ in 0..s.pollers.max(1) {
+            tasks.spawn(sqs::run_source(
+                s.clone(),
+                clients.sqs.clone(),
+                invoker.clone(),
+                settings.sqs.clone(),
+                stop.clone(),
+            ));
+        }
     }
     let schedules =
         schedules::SchedulePump::new(clients.scheduler.clone(), clients.sqs.clone(), groups);

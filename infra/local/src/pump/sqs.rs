@@ -54,6 +54,9 @@ pub struct SqsSource {
     pub report_batch_item_failures: bool,
     /// HTTP timeout of one invocation: the function's Timeout plus 30 s.
     pub invoke_timeout: Duration,
+    /// Poll loops run at once for this source (Lambda runs several batches of one source at a time,
+    /// up to `ScalingConfig.MaximumConcurrency`); see `pump::sqs_sources`.
+    pub pollers: u32,
 }
 
 /// Knobs of the SQS loop that are not per source.
@@ -667,6 +670,7 @@ mod tests {
             batch_size: 5,
             report_batch_item_failures: true,
             invoke_timeout: Duration::from_secs(1),
+            pollers: 1,
         };
         let m = Message::builder()
             .message_id("m1")

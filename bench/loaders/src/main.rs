@@ -1,0 +1,559 @@
+//! bench-loaders: ferry's loader paths against named peers, each pair in one run on the same server.
+//!
+//! 1. MySQL fill (rows/s): worker-loader's fill path in-process (release): `fill_step` in steps of the
+//!    engine's FILL_BATCH, each step `Mysql::insert` (hotel rows generated from (loader id, seq), prepared
+//!    multi-row INSERTs over the engine's pool and parallelism). Peer: `LOAD DATA LOCAL INFILE` by the
+//!    mariadb client of the very same rows (written to a TSV file beforehand, not timed) into an
+//!    identical table of the same MariaDB. Goal >= 0.8x.
+//! 2. MySQL CRUD (row operations/s): the engine's CRUD loop (plan_batch of CRUD_BATCH ops by the default
+//!    1:1:1 mix within the buffer, delete oldest / multi-row insert / update by key), unthrottled, over
+//!    the table just filled. Peer: `sysbench oltp_write_only` (2 updates, 1 delete, 1 insert per
+//!    transaction, each a one-row write) on a table of the same size, at the engine's connection count.
+//!    Both are counted as row writes per second. Goal >= 1.5x.
+//! 3. MongoDB fill (docs/s): `Mongo::insert` in FILL_BATCH steps (unordered insert_many of 1,000, the
+//!    adapter's parallelism) into FerretDB. Peer: bench/loaders/mongo_peer.py, pymongo insert_many
+//!    (batch 1000, ordered=False) of the same documents pre-loaded in memory, at 1 and at 4 threads; the
+//!    better is the peer figure. Goal >= 1.0x.
+//!
+//! Rerun with the local stack up (`make up`); `make bench-loaders` (bench/loaders/run.sh) installs
+//! sysbench and the pymongo venv if missing and runs this:
+//!     source infra/local/scripts/env.sh && source $FERRY_STATE_DIR/function-env.sh
+//!     cargo run --release -p bench-loaders -- [MYSQL_ROWS [MONGO_DOCS [CRUD_SECS [ROUNDS]]]]
+
+use anyhow::{Context, Result, bail};
+use ferry_shared::domain::loader::{self, FillStep, Mix, Target};
+use ferry_shared::loaders::mongo::Mongo;
+use ferry_shared::loaders::mysql::{self, Column, Mysql, Val};
+use ferry_shared::loaders::{Creds, hotel, update_targets};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// The engine's own batch sizes, read from its source so the bench cannot drift from it.
+const ENGINE_SRC: &str = include_str!("../../../functions/worker-loader/src/engine.rs");
+
+fn engine_const(name: &str) -> Result<u64> {
+    let prefix = format!("const {name}: u64 = ");
+    ENGINE_SRC
+        .lines()
+        .find_map(|l| l.split_once(&prefix).map(|(_, rest)| rest.trim()))
+        .and_then(|rest| rest.trim_end_matches(';').replace('_', "").parse().ok())
+        .with_context(|| format!("worker-loader's engine.rs has no `{prefix}N;`"))
+}
+
+fn env(name: &str) -> Result<String> {
+    std::env::var(name).with_context(|| {
+        format!("{name} is not set: source infra/local/scripts/env.sh and $FERRY_STATE_DIR/function-env.sh")
+    })
+}
+
+const DB: &str = "bench_loaders";
+/// The hotel template's scalar fields as a table (what a user's `table_columns` would typically be).
+const COLUMNS: &str = "id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY, name VARCHAR(255), \
+    address VARCHAR(255), city VARCHAR(255), country VARCHAR(255), email VARCHAR(255), \
+    phone VARCHAR(64), url VARCHAR(255), price DOUBLE, avg_ratings DOUBLE, free_parking TINYINT, \
+    free_breakfast TINYINT, mutated BIGINT";
+const DOC_SIZE: usize = 1024;
+
+fn mariadb(sql: &str) -> Result<String> {
+    let out = Command::new("mariadb")
+        .args([
+            "--no-defaults",
+            "--local-infile=1",
+            "-N",
+            "-h127.0.0.1",
+            &format!("-P{}", env("FERRY_MARIADB_PORT")?),
+            "-uferry",
+            "-e",
+            sql,
+        ])
+        .env("MYSQL_PWD", env("FERRY_MYSQL_PASSWORD")?)
+        .output()
+        .context("running the mariadb client")?;
+    if !out.status.success() {
+        bail!("mariadb: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn mysql_target() -> Result<(Target, Creds)> {
+    Ok((
+        Target {
+            host: Some("127.0.0.1".into()),
+            port: Some(env("FERRY_MARIADB_PORT")?.parse()?),
+            username: Some("ferry".into()),
+            ..Target::default()
+        },
+        Creds {
+            password: Some(env("FERRY_MYSQL_PASSWORD")?),
+            ..Creds::default()
+        },
+    ))
+}
+
+fn tsv_field(v: &Val, out: &mut Vec<u8>) {
+    match v {
+        Val::Int(i) => write!(out, "{i}").unwrap(),
+        Val::Float(f) => write!(out, "{f}").unwrap(),
+        Val::Text(s) => {
+            for b in s.bytes() {
+                match b {
+                    b'\t' => out.extend_from_slice(b"\\t"),
+                    b'\n' => out.extend_from_slice(b"\\n"),
+                    b'\\' => out.extend_from_slice(b"\\\\"),
+                    _ => out.push(b),
+                }
+            }
+        }
+    }
+}
+
+fn ratio_line(what: &str, ferry: f64, peer: f64, peer_name: &str, goal: f64) {
+    let r = ferry / peer;
+    println!(
+        "{what}: ferry {ferry:.0}/s, {peer_name} {peer:.0}/s, ratio {r:.2} (goal >= {goal}: {})",
+        if r >= goal { "met" } else { "NOT met" }
+    );
+}
+
+struct Args {
+    mysql_rows: u64,
+    mongo_docs: u64,
+    crud_secs: u64,
+    rounds: usize,
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let mut a = std::env::args().skip(1);
+    let mut next =
+        |d: u64| -> Result<u64> { Ok(a.next().map(|s| s.parse()).transpose()?.unwrap_or(d)) };
+    let args = Args {
+        mysql_rows: next(300_000)?,
+        mongo_docs: next(40_000)?,
+        crud_secs: next(20)?,
+        rounds: next(2)? as usize,
+    };
+    let fill_batch = engine_const("FILL_BATCH")?;
+    let crud_batch = engine_const("CRUD_BATCH")?;
+    println!(
+        "engine: FILL_BATCH {fill_batch}, CRUD_BATCH {crud_batch}; mysql pool {} connections, {} INSERTs in flight",
+        mysql::POOL,
+        mysql::FILL_PARALLEL
+    );
+    let only = std::env::var("BENCH_ONLY").unwrap_or_default();
+    let want = |s: &str| only.is_empty() || only.split(',').any(|o| o == s);
+    if want("mysql") {
+        bench_mysql(&args, fill_batch, crud_batch).await?;
+    }
+    if want("mongo") {
+        bench_mongo(&args, fill_batch).await?;
+    }
+    Ok(())
+}
+
+// ------------------------------------------------------------------------------------------ MySQL
+
+async fn bench_mysql(args: &Args, fill_batch: u64, crud_batch: u64) -> Result<()> {
+    let (target, creds) = mysql_target()?;
+    mariadb(&format!("CREATE DATABASE IF NOT EXISTS {DB}"))?;
+    let loader_id = "bench-loaders-mysql-0001";
+    let n = args.mysql_rows;
+
+    // The peer's input: exactly the rows ferry will insert, as TSV (not timed).
+    let tsv = std::env::temp_dir().join(format!("ferry-bench-loaders-{}.tsv", std::process::id()));
+    mariadb(&format!(
+        "DROP TABLE IF EXISTS {DB}.hotels; CREATE TABLE {DB}.hotels ({COLUMNS})"
+    ))?;
+    let m = Mysql::connect(&target, &creds, DB, "hotels", mysql::POOL).await?;
+    let cols = m.columns().await?;
+    let used: Vec<&Column> = cols.iter().filter(|c| !c.auto_increment).collect();
+    let names: Vec<&str> = used.iter().map(|c| c.name.as_str()).collect();
+    {
+        let mut out = Vec::with_capacity(n as usize * 220);
+        for seq in 0..n {
+            for (i, v) in mysql::row_values(&used, loader_id, seq, DOC_SIZE)
+                .iter()
+                .enumerate()
+            {
+                if i > 0 {
+                    out.push(b'\t');
+                }
+                tsv_field(v, &mut out);
+            }
+            out.push(b'\n');
+        }
+        std::fs::write(&tsv, out)?;
+    }
+
+    {
+        let t0 = Instant::now();
+        let k = n.min(20_000);
+        for seq in 0..k {
+            std::hint::black_box(mysql::row_values(&used, loader_id, seq, DOC_SIZE));
+        }
+        println!(
+            "mysql rows: generation alone {:.0} rows/s on one thread",
+            k as f64 / t0.elapsed().as_secs_f64()
+        );
+    }
+    let mut best_ferry = 0f64;
+    let mut best_peer = 0f64;
+    for round in 1..=args.rounds {
+        // ferry: the engine's fill loop.
+        mariadb(&format!("TRUNCATE TABLE {DB}.hotels"))?;
+        let t0 = Instant::now();
+        let (mut count, mut next_seq) = (0u64, 0u64);
+        while let FillStep::Insert(k) = loader::fill_step(count, n, fill_batch) {
+            count += m
+                .insert(
+                    &cols,
+                    loader_id,
+                    next_seq..next_seq + k,
+                    DOC_SIZE,
+                    mysql::FILL_PARALLEL,
+                )
+                .await?;
+            next_seq += k;
+        }
+        let ferry = n as f64 / t0.elapsed().as_secs_f64();
+        let rows = m.count().await?;
+        if rows != n {
+            bail!("ferry filled {rows} rows, not {n}");
+        }
+
+        // peer: LOAD DATA LOCAL INFILE of the same rows into an identical table.
+        mariadb(&format!(
+            "DROP TABLE IF EXISTS {DB}.hotels_peer; CREATE TABLE {DB}.hotels_peer ({COLUMNS})"
+        ))?;
+        let t0 = Instant::now();
+        mariadb(&format!(
+            "LOAD DATA LOCAL INFILE '{}' INTO TABLE {DB}.hotels_peer ({})",
+            tsv.display(),
+            names.join(",")
+        ))?;
+        let peer = n as f64 / t0.elapsed().as_secs_f64();
+        let peer_rows: u64 = mariadb(&format!("SELECT COUNT(*) FROM {DB}.hotels_peer"))?
+            .trim()
+            .parse()?;
+        if peer_rows != n {
+            bail!("LOAD DATA loaded {peer_rows} rows, not {n}");
+        }
+        // The same rows on both sides (ids aside: parallel INSERTs take them in a different order).
+        let sum = |t: &str| {
+            mariadb(&format!(
+                "SELECT SUM(CRC32(CONCAT_WS('|', {}))) FROM {DB}.{t}",
+                names.join(",")
+            ))
+        };
+        if sum("hotels")? != sum("hotels_peer")? {
+            bail!("ferry's rows and the peer's differ");
+        }
+        println!(
+            "mysql fill round {round}: {n} rows, ferry {ferry:.0} rows/s, LOAD DATA {peer:.0} rows/s (same rows)"
+        );
+        best_ferry = best_ferry.max(ferry);
+        best_peer = best_peer.max(peer);
+    }
+    let _ = std::fs::remove_file(&tsv);
+    ratio_line(
+        "MySQL fill rows/s (best of rounds)",
+        best_ferry,
+        best_peer,
+        "LOAD DATA LOCAL INFILE",
+        0.8,
+    );
+
+    // CRUD over the filled table (n rows), then sysbench over a table of the same size.
+    let secs = args.crud_secs;
+    let mut best_ferry = 0f64;
+    let mut best_peer = 0f64;
+    let sb = Sysbench::new(n)?;
+    sb.prepare()?;
+    for round in 1..=args.rounds {
+        let ferry = ferry_crud(
+            &m,
+            &cols,
+            loader_id,
+            n,
+            crud_batch,
+            Duration::from_secs(secs),
+        )
+        .await?;
+        let peer = sb.run(secs)?;
+        println!(
+            "mysql crud round {round}: ferry {ferry:.0} row ops/s, sysbench oltp_write_only ({} threads) {peer:.0} row writes/s",
+            mysql::POOL
+        );
+        best_ferry = best_ferry.max(ferry);
+        best_peer = best_peer.max(peer);
+    }
+    ratio_line(
+        "MySQL CRUD row ops/s (best of rounds)",
+        best_ferry,
+        best_peer,
+        "sysbench oltp_write_only",
+        1.5,
+    );
+    mariadb(&format!("DROP DATABASE {DB}"))?;
+    Ok(())
+}
+
+/// The engine's CRUD phase (worker-loader engine.rs, `Phase::Crud` without a rate limit), op for op.
+async fn ferry_crud(
+    m: &Mysql,
+    cols: &[Column],
+    loader_id: &str,
+    target: u64,
+    batch: u64,
+    dur: Duration,
+) -> Result<f64> {
+    let mut count = m.count().await?;
+    let (mut low, hi) = m.seq_bounds(cols).await?.context("the table has no rows")?;
+    let mut next_seq = hi + 1;
+    let buffer = 500;
+    let mut rng: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut ops = 0u64;
+    let mut updates = 0u64;
+    let mut spent = [Duration::ZERO; 3];
+    let start = Instant::now();
+    while start.elapsed() < dur {
+        let rolls: Vec<u32> = (0..batch)
+            .map(|_| {
+                rng ^= rng << 13;
+                rng ^= rng >> 7;
+                rng ^= rng << 17;
+                (rng >> 32) as u32
+            })
+            .collect();
+        let plan = loader::plan_batch(count, target, buffer, Mix::default(), rolls);
+        let t = Instant::now();
+        if plan.deleted > 0 {
+            let (deleted, max) = m.delete_oldest(cols, plan.deleted).await?;
+            if let Some(max) = max {
+                low = low.max(max + 1);
+            }
+            count = count.saturating_sub(deleted);
+        }
+        spent[0] += t.elapsed();
+        let t = Instant::now();
+        if plan.inserted > 0 {
+            count += m
+                .insert(
+                    cols,
+                    loader_id,
+                    next_seq..next_seq + plan.inserted,
+                    DOC_SIZE,
+                    mysql::FILL_PARALLEL,
+                )
+                .await?;
+            next_seq += plan.inserted;
+        }
+        spent[1] += t.elapsed();
+        let t = Instant::now();
+        if plan.updated > 0 {
+            let seqs = update_targets(low, next_seq, plan.updated, rng);
+            updates += plan.updated;
+            m.update(cols, &seqs, updates).await?;
+        }
+        spent[2] += t.elapsed();
+        ops += plan.total();
+    }
+    println!(
+        "  ferry crud time: delete {:.1} s, insert {:.1} s, update {:.1} s",
+        spent[0].as_secs_f64(),
+        spent[1].as_secs_f64(),
+        spent[2].as_secs_f64()
+    );
+    let real = m.count().await?;
+    if real.abs_diff(target) > buffer {
+        bail!("ferry's CRUD left the buffer: {real} rows for target {target} ± {buffer}");
+    }
+    Ok(ops as f64 / start.elapsed().as_secs_f64())
+}
+
+struct Sysbench {
+    common: Vec<String>,
+}
+
+impl Sysbench {
+    fn new(rows: u64) -> Result<Sysbench> {
+        Ok(Sysbench {
+            common: vec![
+                "oltp_write_only".into(),
+                "--db-driver=mysql".into(),
+                "--mysql-host=127.0.0.1".into(),
+                format!("--mysql-port={}", env("FERRY_MARIADB_PORT")?),
+                "--mysql-user=ferry".into(),
+                format!("--mysql-password={}", env("FERRY_MYSQL_PASSWORD")?),
+                format!("--mysql-db={DB}"),
+                "--tables=1".into(),
+                format!("--table-size={rows}"),
+                format!("--threads={}", mysql::POOL),
+            ],
+        })
+    }
+
+    fn sysbench(&self, extra: &[String]) -> Result<String> {
+        let out = Command::new("sysbench")
+            .args(&self.common)
+            .args(extra)
+            .output()
+            .context("running sysbench (apt-get install sysbench; bench/loaders/run.sh does)")?;
+        if !out.status.success() {
+            bail!(
+                "sysbench: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    fn prepare(&self) -> Result<()> {
+        mariadb(&format!("DROP TABLE IF EXISTS {DB}.sbtest1"))?;
+        self.sysbench(&["prepare".into()]).map(|_| ())
+    }
+
+    /// Row writes per second: sysbench's `write:` queries (each one-row UPDATE, DELETE or INSERT) over
+    /// its own total time.
+    fn run(&self, secs: u64) -> Result<f64> {
+        let out = self.sysbench(&[
+            format!("--time={secs}"),
+            "--report-interval=0".into(),
+            "run".into(),
+        ])?;
+        let field = |name: &str| -> Result<f64> {
+            out.lines()
+                .find_map(|l| l.trim().strip_prefix(name))
+                .and_then(|v| v.trim().trim_end_matches('s').trim().parse().ok())
+                .with_context(|| format!("no `{name}` in sysbench's output:\n{out}"))
+        };
+        Ok(field("write:")? / field("total time:")?)
+    }
+}
+
+// ------------------------------------------------------------------------------------------ MongoDB
+
+fn peer_python() -> PathBuf {
+    std::env::var_os("BENCH_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(&std::env::var("HOME").unwrap_or_default())
+                .join(".cache/ferry/venv-bench/bin/python")
+        })
+}
+
+async fn bench_mongo(args: &Args, fill_batch: u64) -> Result<()> {
+    let port = env("FERRY_FERRETDB_PORT")?;
+    let target = Target {
+        host: Some("127.0.0.1".into()),
+        port: Some(port.parse()?),
+        ..Target::default()
+    };
+    let loader_id = "bench-loaders-mongo-0001";
+    let n = args.mongo_docs;
+    let db = "bench_loaders";
+
+    // The peer's input: the same documents (with the same `_id`), one JSON per line (not timed).
+    let docs =
+        std::env::temp_dir().join(format!("ferry-bench-loaders-{}.jsonl", std::process::id()));
+    {
+        let mut out = Vec::with_capacity(n as usize * (DOC_SIZE + 16));
+        for seq in 0..n {
+            let mut d = hotel::document(loader_id, seq, DOC_SIZE);
+            d.insert("_id".into(), serde_json::json!(seq));
+            serde_json::to_writer(&mut out, &d)?;
+            out.push(b'\n');
+        }
+        std::fs::write(&docs, out)?;
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("mongo_peer.py");
+    let python = peer_python();
+
+    {
+        let t0 = Instant::now();
+        let k = n.min(5_000);
+        for seq in 0..k {
+            let d = hotel::document(loader_id, seq, DOC_SIZE);
+            std::hint::black_box(mongodb::bson::serialize_to_document(&d)?);
+        }
+        println!(
+            "mongo docs: generation alone {:.0} docs/s on one thread",
+            k as f64 / t0.elapsed().as_secs_f64()
+        );
+    }
+    let mut best_ferry = 0f64;
+    let mut best_peer = (0f64, 0u32);
+    for round in 1..=args.rounds {
+        let m = Mongo::connect(&target, &Creds::default(), db, "ferry").await?;
+        m.drop_collection().await?;
+        let t0 = Instant::now();
+        let (mut count, mut next_seq) = (0u64, 0u64);
+        while let FillStep::Insert(k) = loader::fill_step(count, n, fill_batch) {
+            count += m
+                .insert(loader_id, next_seq..next_seq + k, DOC_SIZE)
+                .await?;
+            next_seq += k;
+        }
+        let ferry = n as f64 / t0.elapsed().as_secs_f64();
+        let got = m.count().await?;
+        if got != n {
+            bail!("ferry inserted {got} documents, not {n}");
+        }
+        m.drop_collection().await?;
+        println!("mongo fill round {round}: ferry {ferry:.0} docs/s");
+        best_ferry = best_ferry.max(ferry);
+
+        for threads in [1u32, 4] {
+            let out = Command::new(&python)
+                .arg(&script)
+                .args([
+                    "--port",
+                    &port,
+                    "--db",
+                    db,
+                    "--collection",
+                    "peer",
+                    "--threads",
+                ])
+                .arg(threads.to_string())
+                .arg(&docs)
+                .output()
+                .with_context(|| {
+                    format!(
+                        "running {} (bench/loaders/run.sh makes the venv)",
+                        python.display()
+                    )
+                })?;
+            if !out.status.success() {
+                bail!("mongo_peer.py: {}", String::from_utf8_lossy(&out.stderr));
+            }
+            let text = String::from_utf8_lossy(&out.stdout);
+            let v: serde_json::Value = serde_json::from_str(text.trim())
+                .with_context(|| format!("mongo_peer.py printed {text}"))?;
+            let rate = v["docs_per_sec"].as_f64().context("docs_per_sec")?;
+            if v["count"].as_u64() != Some(n) {
+                bail!("pymongo inserted {} documents, not {n}", v["count"]);
+            }
+            println!(
+                "mongo fill round {round}: pymongo insert_many(1000) x{threads} threads {rate:.0} docs/s"
+            );
+            if rate > best_peer.0 {
+                best_peer = (rate, threads);
+            }
+        }
+    }
+    let _ = std::fs::remove_file(&docs);
+    ratio_line(
+        "MongoDB fill docs/s (best of rounds)",
+        best_ferry,
+        best_peer.0,
+        &format!("pymongo insert_many(1000) x{}", best_peer.1),
+        1.0,
+    );
+    let m = Mongo::connect(&target, &Creds::default(), db, "ferry").await?;
+    m.drop_database().await?;
+    Ok(())
+}

@@ -1,0 +1,91 @@
+#!/usr/bin/env python3
+"""Loaders (issue #3): the S3 loader's fill against `aws s3 cp --recursive` of an equal tree, same moto,
+one run; prints objects/s of both and the ratio (goal >= 1.5x).
+
+How to rerun (a local stack must be up: `make up`):
+
+    source infra/local/scripts/env.sh && source "$FERRY_STATE_DIR/function-env.sh"
+    python3 -m venv ~/.cache/ferry/venv-awscli && ~/.cache/ferry/venv-awscli/bin/pip install awscli
+    ~/.cache/ferry/venv-awscli/bin/python bench/s3_fill.py      # needs botocore: run it with that venv
+
+ferry: POST /s3/start_loader (crud false) and the clock stops when GET /loaders/{id} says completed: the
+whole path (API, SQS tick chain through the pump, worker-loader as run by cargo lambda watch, each file
+generated with fake values and encoded by its format's library, parallel PUTs, progress saved per slice).
+Layout: 1 bucket, depth 2, 4 folders per level (21 folders), FILES files per folder of SIZE bytes, json.
+peer: the very files ferry wrote, downloaded to a temp dir beforehand (not timed), then
+`aws s3 cp --recursive` into a fresh bucket of the same moto at the same concurrency (16) as ferry's PUTs.
+Each side runs REPEAT times; the best time counts.
+"""
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+
+from sync_s3 import AWS, MOTO, client, count, http, login, timed
+
+FILES = int(os.environ.get("BENCH_FILES", "50"))  # per folder; 21 folders
+SIZE = int(os.environ.get("BENCH_SIZE", "16384"))
+REPEAT = int(os.environ.get("BENCH_REPEAT", "2"))
+CONCURRENCY = 16  # worker-loader's PUT_CONCURRENCY
+
+
+def ferry(token):
+    t0 = time.monotonic()
+    started = http("POST", "/s3/start_loader", {
+        "num_buckets": 1, "depth_level": 2, "num_folders_per_level": 4, "num_files_per_level": FILES,
+        "file_size": SIZE, "file_format": "json", "crud": False}, token)
+    lid = started["loader_id"]
+    while True:
+        view = http("GET", f"/loaders/{lid}")
+        if view["phase"] in ("completed", "failed", "stopped"):
+            break
+        time.sleep(0.05)
+    elapsed = time.monotonic() - t0
+    assert view["phase"] == "completed", view
+    return elapsed, started["bucket"][0], view["current_count"]
+
+
+def aws_cp(src_dir, bucket):
+    cfg = tempfile.NamedTemporaryFile("w", delete=False)
+    cfg.write(f"[default]\ns3 =\n  max_concurrent_requests = {CONCURRENCY}\n")
+    cfg.close()
+    env = dict(os.environ, AWS_CONFIG_FILE=cfg.name)
+    try:
+        return timed([AWS, "s3", "cp", "--recursive", "--quiet", src_dir, f"s3://{bucket}",
+                      "--endpoint-url", MOTO], env)
+    finally:
+        os.unlink(cfg.name)
+
+
+def main():
+    token = login()
+    s3 = client(MOTO)
+    ferry_best, peer_best, objects, sample = None, None, 0, None
+    for i in range(REPEAT):
+        t, bucket, n = ferry(token)
+        objects = n
+        assert count(s3, bucket) == n, "ferry's bucket holds the reported count"
+        print(f"  ferry run {i + 1}: {n} objects in {t:.2f} s ({n / t:.0f} objects/s)")
+        ferry_best = t if ferry_best is None else min(ferry_best, t)
+        sample = sample or bucket
+    with tempfile.TemporaryDirectory() as tree:
+        # The peer uploads exactly what ferry wrote (same keys, same bytes).
+        subprocess.run([AWS, "s3", "cp", "--recursive", "--quiet", f"s3://{sample}", tree,
+                        "--endpoint-url", MOTO], check=True)
+        for i in range(REPEAT):
+            dst = f"bench-cp-{uuid.uuid4().hex[:12]}"
+            s3.create_bucket(Bucket=dst)
+            t = aws_cp(tree, dst)
+            assert count(s3, dst) == objects
+            print(f"  aws s3 cp run {i + 1}: {objects} objects in {t:.2f} s ({objects / t:.0f} objects/s)")
+            peer_best = t if peer_best is None else min(peer_best, t)
+    print(f"S3 fill, {objects} objects of {SIZE} bytes: ferry {objects / ferry_best:.0f} objects/s, "
+          f"aws s3 cp --recursive {objects / peer_best:.0f} objects/s, "
+          f"ratio {peer_best / ferry_best:.2f}x (goal >= 1.5x)")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
