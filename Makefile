@@ -2,7 +2,7 @@
 # see its header (and docs ARCHITECTURE.md §7) for what each step does.
 RUN := infra/local/scripts/run.sh
 
-.PHONY: dev test up down install check status bench-events
+.PHONY: dev test up down install check status bench-events bench-loaders
 
 ## dev: start the local stack + functions, create an admin user, follow logs (Ctrl-C stops everything)
 dev:
@@ -38,3 +38,8 @@ bench-events:
 	bash -c 'source infra/local/scripts/env.sh && source "$$FERRY_STATE_DIR/function-env.sh" && \
 	  cargo run --release -p bench-events && \
 	  cargo test -p ferry-tests --test events_e2e -- --ignored --nocapture a_1_gib_file'
+
+## bench-loaders: with the stack up (make up): MySQL fill vs LOAD DATA LOCAL INFILE, MySQL CRUD vs sysbench,
+## MongoDB fill vs pymongo (installs sysbench and a pymongo venv if missing; bench/RESULTS.md, Loaders)
+bench-loaders:
+	bash bench/loaders/run.sh

@@ -48,9 +48,16 @@ def function_env():
             env[k] = v.strip("'")
     return env
 
+def runs_here(path):
+    """An ELF binary for this machine's CPU (target/lambda holds arm64 ones after an arm64 build)."""
+    machine = {"x86_64": 0x3E, "aarch64": 0xB7}.get(os.uname().machine)
+    with open(path, "rb") as f:
+        head = f.read(20)
+    return len(head) == 20 and int.from_bytes(head[18:20], "little") == machine
+
 def binary(name):
     lam = os.path.join(TARGET, "lambda", name, "bootstrap")
-    if os.environ.get("BINARIES") != "release" and os.path.exists(lam):
+    if os.environ.get("BINARIES") != "release" and os.path.exists(lam) and runs_here(lam):
         return lam
     return os.path.join(TARGET, "release", name)
 
@@ -59,7 +66,9 @@ def measure(name, binary, env, server):
     for i in range(RUNS):
         token = f"{name}-{i}"
         server.token = token
-        e = dict(os.environ, **env, AWS_LAMBDA_RUNTIME_API=f"127.0.0.1:{server.server_address[1]}",
+        e = dict(os.environ)
+        e.update(env)
+        e.update(AWS_LAMBDA_RUNTIME_API=f"127.0.0.1:{server.server_address[1]}",
                  AWS_LAMBDA_FUNCTION_NAME=name, AWS_LAMBDA_FUNCTION_MEMORY_SIZE="256",
                  AWS_LAMBDA_FUNCTION_VERSION="$LATEST", AWS_LAMBDA_LOG_STREAM_NAME="bench", AWS_LAMBDA_LOG_GROUP_NAME="bench",
                  RUST_LOG="error")

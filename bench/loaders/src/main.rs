@@ -301,6 +301,12 @@ async fn bench_mysql(args: &Args, fill_batch: u64, crud_batch: u64) -> Result<()
 }
 
 /// The engine's CRUD phase (worker-loader engine.rs, `Phase::Crud` without a rate limit), op for op.
+async fn timed<T>(f: impl std::future::Future<Output = T>) -> (T, Duration) {
+    let t = Instant::now();
+    let r = f.await;
+    (r, t.elapsed())
+}
+
 async fn ferry_crud(
     m: &Mysql,
     cols: &[Column],
@@ -328,36 +334,54 @@ async fn ferry_crud(
             })
             .collect();
         let plan = loader::plan_batch(count, target, buffer, Mix::default(), rolls);
-        let t = Instant::now();
-        if plan.deleted > 0 {
-            let (deleted, max) = m.delete_oldest(cols, plan.deleted).await?;
-            if let Some(max) = max {
-                low = low.max(max + 1);
-            }
-            count = count.saturating_sub(deleted);
+        // As the engine: the three kinds at once on the pool, each timed on its own.
+        let seqs = update_targets(
+            low.saturating_add(plan.deleted).min(next_seq),
+            next_seq,
+            plan.updated,
+            rng,
+        );
+        let ((d, td), (i, ti), (u, tu)) = tokio::join!(
+            timed(async {
+                if plan.deleted > 0 {
+                    m.delete_oldest(cols, plan.deleted, low).await
+                } else {
+                    Ok((0, None))
+                }
+            }),
+            timed(async {
+                if plan.inserted > 0 {
+                    m.insert(
+                        cols,
+                        loader_id,
+                        next_seq..next_seq + plan.inserted,
+                        DOC_SIZE,
+                        mysql::FILL_PARALLEL,
+                    )
+                    .await
+                } else {
+                    Ok(0)
+                }
+            }),
+            timed(async {
+                if plan.updated > 0 {
+                    m.update(cols, &seqs, updates + plan.updated).await
+                } else {
+                    Ok(0)
+                }
+            }),
+        );
+        let (deleted, max) = d?;
+        if let Some(max) = max {
+            low = low.max(max + 1);
         }
-        spent[0] += t.elapsed();
-        let t = Instant::now();
-        if plan.inserted > 0 {
-            count += m
-                .insert(
-                    cols,
-                    loader_id,
-                    next_seq..next_seq + plan.inserted,
-                    DOC_SIZE,
-                    mysql::FILL_PARALLEL,
-                )
-                .await?;
-            next_seq += plan.inserted;
-        }
-        spent[1] += t.elapsed();
-        let t = Instant::now();
-        if plan.updated > 0 {
-            let seqs = update_targets(low, next_seq, plan.updated, rng);
-            updates += plan.updated;
-            m.update(cols, &seqs, updates).await?;
-        }
-        spent[2] += t.elapsed();
+        count = count.saturating_sub(deleted) + i?;
+        next_seq += plan.inserted;
+        u?;
+        updates += plan.updated;
+        spent[0] += td;
+        spent[1] += ti;
+        spent[2] += tu;
         ops += plan.total();
     }
     println!(

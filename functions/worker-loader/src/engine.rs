@@ -120,7 +120,10 @@ impl Conn {
         let low = |max: Option<u64>| max.map_or(p.low_seq, |m| p.low_seq.max(m + 1));
         match self {
             Conn::Mongo(m) => m.delete_oldest(n).await.map(|(d, max)| (d, low(max))),
-            Conn::Mysql(m, cols) => m.delete_oldest(cols, n).await.map(|(d, max)| (d, low(max))),
+            Conn::Mysql(m, cols) => m
+                .delete_oldest(cols, n, p.low_seq)
+                .await
+                .map(|(d, max)| (d, low(max))),
             Conn::Dynamo(d) if p.low_seq < p.next_seq => {
                 let n = n.min(p.next_seq - p.low_seq);
                 let from = p.low_seq;
@@ -433,23 +436,71 @@ impl Engine {
                         spec.mix,
                         rolls,
                     );
-                    if plan.deleted > 0 {
-                        let (deleted, low) = conn.delete(l, p, plan.deleted).await?;
-                        p.low_seq = low;
-                        p.count = p.count.saturating_sub(deleted);
-                        p.ops.deleted += deleted;
+                    // The three kinds touch disjoint rows (the oldest, new ones, and ones between
+                    // the oldest left and the newest), so they run at once on the pool; each result
+                    // is applied before any error is returned, keeping the count exact.
+                    let snapshot = p.clone();
+                    let ins_from = p.next_seq;
+                    let seqs = if plan.updated > 0 {
+                        update_targets(
+                            p.low_seq.saturating_add(plan.deleted).min(p.next_seq),
+                            p.next_seq,
+                            plan.updated,
+                            rng_state,
+                        )
+                    } else {
+                        Vec::new()
+                    };
+                    let mutation = p.ops.updated + 1;
+                    let (deleted, inserted, updated) = tokio::join!(
+                        async {
+                            if plan.deleted > 0 {
+                                Some(conn.delete(l, &snapshot, plan.deleted).await)
+                            } else {
+                                None
+                            }
+                        },
+                        async {
+                            if plan.inserted > 0 {
+                                Some(conn.insert(l, ins_from, plan.inserted).await)
+                            } else {
+                                None
+                            }
+                        },
+                        async {
+                            if plan.updated > 0 {
+                                Some(conn.update(l, &seqs, mutation).await)
+                            } else {
+                                None
+                            }
+                        },
+                    );
+                    let mut failed = None;
+                    match deleted {
+                        Some(Ok((deleted, low))) => {
+                            p.low_seq = low;
+                            p.count = p.count.saturating_sub(deleted);
+                            p.ops.deleted += deleted;
+                        }
+                        Some(Err(e)) => failed = Some(e),
+                        None => {}
                     }
-                    if plan.inserted > 0 {
-                        let got = conn.insert(l, p.next_seq, plan.inserted).await?;
-                        p.next_seq += plan.inserted;
-                        p.count += got;
-                        p.ops.inserted += got;
+                    match inserted {
+                        Some(Ok(got)) => {
+                            p.next_seq += plan.inserted;
+                            p.count += got;
+                            p.ops.inserted += got;
+                        }
+                        Some(Err(e)) => failed = failed.or(Some(e)),
+                        None => {}
                     }
-                    if plan.updated > 0 {
-                        let seqs = update_targets(p.low_seq, p.next_seq, plan.updated, rng_state);
-                        let mutation = p.ops.updated + 1;
-                        conn.update(l, &seqs, mutation).await?;
-                        p.ops.updated += plan.updated;
+                    match updated {
+                        Some(Ok(_)) => p.ops.updated += plan.updated,
+                        Some(Err(e)) => failed = failed.or(Some(e)),
+                        None => {}
+                    }
+                    if let Some(e) = failed {
+                        return Err(e);
                     }
                     ops += plan.total();
                     if let Some(rate) = spec.rate_limit {

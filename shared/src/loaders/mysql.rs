@@ -315,16 +315,19 @@ impl Mysql {
             .map_err(classify)
     }
 
-    /// Deletes the `n` rows with the lowest primary key; returns (deleted, highest key deleted).
+    /// Deletes the `n` rows with the lowest primary key at or above `from` (the lowest key the loader
+    /// knows may exist: the range lets InnoDB skip the delete-marked records of earlier deletes that
+    /// purge has not removed yet); returns (deleted, highest key deleted).
     pub async fn delete_oldest(
         &self,
         cols: &[Column],
         n: u64,
+        from: u64,
     ) -> Result<(u64, Option<u64>), TargetError> {
         match numeric_pk(cols) {
             Some(pk) => {
                 let bound: Option<i64> = sqlx::query_scalar(AssertSqlSafe(format!(
-                    "SELECT CAST(MAX(k) AS SIGNED) FROM (SELECT {0} AS k FROM {1} ORDER BY {0} LIMIT {n}) t",
+                    "SELECT CAST(MAX(k) AS SIGNED) FROM (SELECT {0} AS k FROM {1} WHERE {0} >= {from} ORDER BY {0} LIMIT {n}) t",
                     q(&pk.name),
                     self.full()
                 )))
@@ -336,7 +339,7 @@ impl Mysql {
                 };
                 let deleted = self
                     .exec(format!(
-                        "DELETE FROM {} WHERE {} <= {bound}",
+                        "DELETE FROM {} WHERE {1} >= {from} AND {1} <= {bound}",
                         self.full(),
                         q(&pk.name)
                     ))
