@@ -334,21 +334,22 @@ async fn ferry_crud(
             })
             .collect();
         let plan = loader::plan_batch(count, target, buffer, Mix::default(), rolls);
-        // As the engine: the three kinds at once on the pool, each timed on its own.
-        let seqs = update_targets(
-            low.saturating_add(plan.deleted).min(next_seq),
-            next_seq,
-            plan.updated,
-            rng,
-        );
-        let ((d, td), (i, ti), (u, tu)) = tokio::join!(
-            timed(async {
-                if plan.deleted > 0 {
-                    m.delete_oldest(cols, plan.deleted, low).await
-                } else {
-                    Ok((0, None))
-                }
-            }),
+        // As the engine: the deletes first, then the inserts and updates at once on the pool.
+        let (d, td) = timed(async {
+            if plan.deleted > 0 {
+                m.delete_oldest(cols, plan.deleted, low).await
+            } else {
+                Ok((0, None))
+            }
+        })
+        .await;
+        let (deleted, max) = d?;
+        if let Some(max) = max {
+            low = low.max(max + 1);
+        }
+        count = count.saturating_sub(deleted);
+        let seqs = update_targets(low, next_seq, plan.updated, rng);
+        let ((i, ti), (u, tu)) = tokio::join!(
             timed(async {
                 if plan.inserted > 0 {
                     m.insert(
@@ -371,11 +372,7 @@ async fn ferry_crud(
                 }
             }),
         );
-        let (deleted, max) = d?;
-        if let Some(max) = max {
-            low = low.max(max + 1);
-        }
-        count = count.saturating_sub(deleted) + i?;
+        count += i?;
         next_seq += plan.inserted;
         u?;
         updates += plan.updated;

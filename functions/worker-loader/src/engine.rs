@@ -417,10 +417,13 @@ impl Engine {
                         *phase = Phase::Completed;
                         break;
                     }
+                    // At most `buffer` ops a batch, so that either kind alone moves the count by no
+                    // more than the buffer (see the ordering below).
                     let batch = match spec.rate_limit {
                         Some(r) => (u64::from(r) / 5).clamp(1, CRUD_BATCH),
                         None => CRUD_BATCH,
-                    };
+                    }
+                    .min(spec.buffer.max(1));
                     let rolls: Vec<u32> = (0..batch)
                         .map(|_| {
                             rng_state ^= rng_state << 13;
@@ -436,33 +439,48 @@ impl Engine {
                         spec.mix,
                         rolls,
                     );
-                    // The three kinds touch disjoint rows (the oldest, new ones, and ones between
-                    // the oldest left and the newest), so they run at once on the pool; each result
-                    // is applied before any error is returned, keeping the count exact.
+                    // The count an observer sees stays in the band: at or above the target the
+                    // deletes go first (the count dips by at most `batch` <= buffer), below it the
+                    // inserts do. The updates run beside the second kind, on rows neither touches
+                    // (between the oldest left after the deletes and the newest before the inserts).
+                    // Each result is applied before an error is returned, keeping the count exact.
+                    let deletes_first = p.count >= spec.target_count;
+                    if deletes_first && plan.deleted > 0 {
+                        let (deleted, low) = conn.delete(l, p, plan.deleted).await?;
+                        p.low_seq = low;
+                        p.count = p.count.saturating_sub(deleted);
+                        p.ops.deleted += deleted;
+                    }
+                    if !deletes_first && plan.inserted > 0 {
+                        let got = conn.insert(l, p.next_seq, plan.inserted).await?;
+                        p.next_seq += plan.inserted;
+                        p.count += got;
+                        p.ops.inserted += got;
+                    }
                     let snapshot = p.clone();
                     let ins_from = p.next_seq;
                     let seqs = if plan.updated > 0 {
-                        update_targets(
-                            p.low_seq.saturating_add(plan.deleted).min(p.next_seq),
-                            p.next_seq,
-                            plan.updated,
-                            rng_state,
-                        )
+                        let low = if deletes_first {
+                            p.low_seq
+                        } else {
+                            p.low_seq.saturating_add(plan.deleted)
+                        };
+                        let high = if deletes_first { p.next_seq } else { ins_from };
+                        update_targets(low.min(high), high, plan.updated, rng_state)
                     } else {
                         Vec::new()
                     };
                     let mutation = p.ops.updated + 1;
-                    let (deleted, inserted, updated) = tokio::join!(
+                    let (second, updated) = tokio::join!(
                         async {
-                            if plan.deleted > 0 {
+                            if deletes_first && plan.inserted > 0 {
+                                Some(
+                                    conn.insert(l, ins_from, plan.inserted)
+                                        .await
+                                        .map(|got| (got, 0)),
+                                )
+                            } else if !deletes_first && plan.deleted > 0 {
                                 Some(conn.delete(l, &snapshot, plan.deleted).await)
-                            } else {
-                                None
-                            }
-                        },
-                        async {
-                            if plan.inserted > 0 {
-                                Some(conn.insert(l, ins_from, plan.inserted).await)
                             } else {
                                 None
                             }
@@ -476,22 +494,18 @@ impl Engine {
                         },
                     );
                     let mut failed = None;
-                    match deleted {
+                    match second {
+                        Some(Ok((got, _))) if deletes_first => {
+                            p.next_seq += plan.inserted;
+                            p.count += got;
+                            p.ops.inserted += got;
+                        }
                         Some(Ok((deleted, low))) => {
                             p.low_seq = low;
                             p.count = p.count.saturating_sub(deleted);
                             p.ops.deleted += deleted;
                         }
                         Some(Err(e)) => failed = Some(e),
-                        None => {}
-                    }
-                    match inserted {
-                        Some(Ok(got)) => {
-                            p.next_seq += plan.inserted;
-                            p.count += got;
-                            p.ops.inserted += got;
-                        }
-                        Some(Err(e)) => failed = failed.or(Some(e)),
                         None => {}
                     }
                     match updated {

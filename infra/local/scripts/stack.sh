@@ -114,7 +114,7 @@ spawn() {
   logf="$(log_file "$name")"
   mkdir -p "$(dirname "$pidf")" "$(dirname "$logf")"
   rm -f "$pidf"
-  printf '### %s: started %s in %s\n### %s\n' "$name" "$(date -Is)" "$dir" "$*" >"$logf"
+  printf '### %s: started %s in %s\n### %s\n' "$name" "$(date -Is)" "$dir" "$*" >>"$logf"
   # shellcheck disable=SC2016 # $$ and $@ belong to the inner shell
   (cd "$dir" && exec setsid bash -c 'echo "$$" >"$0"; exec "$@"' "$pidf" "$@") >>"$logf" 2>&1 </dev/null &
   local i
