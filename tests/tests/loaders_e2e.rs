@@ -7,6 +7,9 @@ use ferry_shared::loaders::Creds;
 use ferry_shared::loaders::mongo::Mongo;
 use ferry_shared::loaders::mysql::Mysql;
 use ferry_tests::{base_url, call, env, eventually, http, store, token};
+mod loaders_common;
+
+use loaders_common::{loader, until_phase};
 use serde_json::{Value, json};
 use std::time::Duration;
 
@@ -46,21 +49,6 @@ async fn post(tok: &str, path: &str, body: Value) -> (u16, Value) {
     .await
 }
 
-async fn loader(id: &str) -> Value {
-    let (s, b) = call(http().get(format!("{}/loaders/{id}", base_url()))).await;
-    assert_eq!(s, 200, "{b}");
-    b
-}
-
-async fn until_phase(id: &str, phase: &str) -> Value {
-    eventually(&format!("loader {id} in {phase}"), WAIT, || async {
-        let l = loader(id).await;
-        assert_ne!(l["phase"], "failed", "{l}");
-        (l["phase"] == phase).then_some(l)
-    })
-    .await
-}
-
 #[tokio::test]
 async fn mongo_fills_to_target_cruds_within_buffer_stops_and_restarts_by_id() {
     let tok = token(&["user"]).await;
@@ -73,7 +61,7 @@ async fn mongo_fills_to_target_cruds_within_buffer_stops_and_restarts_by_id() {
     let id = b["loader_id"].as_str().unwrap().to_string();
     assert!(b.to_string().find("secret").is_none(), "{b}");
 
-    until_phase(&id, "crud").await;
+    until_phase(&id, "crud", WAIT).await;
     let m = mongo(&db, &coll).await;
     for _ in 0..6 {
         let n = m.count().await.unwrap();
@@ -85,7 +73,7 @@ async fn mongo_fills_to_target_cruds_within_buffer_stops_and_restarts_by_id() {
 
     let (s, b) = post(&tok, "/mongo/stop_loader", json!({"loader_id": id})).await;
     assert_eq!(s, 200, "{b}");
-    let stopped = until_phase(&id, "stopped").await;
+    let stopped = until_phase(&id, "stopped", WAIT).await;
     let kept = stopped["current_count"].as_u64().unwrap();
     assert_eq!(m.count().await.unwrap(), kept, "the kept count is exact");
     tokio::time::sleep(Duration::from_secs(4)).await;
@@ -113,7 +101,7 @@ async fn mongo_fills_to_target_cruds_within_buffer_stops_and_restarts_by_id() {
     let n = m.count().await.unwrap();
     assert!((2450..=2550).contains(&n), "{n}");
     post(&tok, "/mongo/stop_loader", json!({"loader_id": id})).await;
-    until_phase(&id, "stopped").await;
+    until_phase(&id, "stopped", WAIT).await;
 }
 
 #[tokio::test]
@@ -127,9 +115,9 @@ async fn a_second_loader_on_the_same_target_gets_409_and_a_duplicated_tick_is_a_
     assert_eq!(s, 409, "{b}");
     assert_eq!(b["loader_id"], id.as_str());
 
-    until_phase(&id, "crud").await;
+    until_phase(&id, "crud", WAIT).await;
     post(&tok, "/mongo/stop_loader", json!({"loader_id": id})).await;
-    until_phase(&id, "stopped").await;
+    until_phase(&id, "stopped", WAIT).await;
     let st = store().await;
     let before = st.get::<Loader>(&Key::loader(&id)).await.unwrap().unwrap();
     let m = mongo(&db, &coll).await;
@@ -155,7 +143,7 @@ async fn a_second_loader_on_the_same_target_gets_409_and_a_duplicated_tick_is_a_
     let (s, b) = post(&tok, "/mongo/start_loader", mongo_body(&db, &coll, 100)).await;
     assert_eq!(s, 200, "{b}");
     let other = b["loader_id"].as_str().unwrap().to_string();
-    until_phase(&other, "crud").await;
+    until_phase(&other, "crud", WAIT).await;
     post(&tok, "/mongo/stop_loader", json!({"loader_id": other})).await;
 }
 
@@ -177,7 +165,7 @@ async fn stop_during_a_fill_batch_keeps_an_exact_count() {
     })
     .await;
     post(&tok, "/mongo/stop_loader", json!({"loader_id": id})).await;
-    let l = until_phase(&id, "stopped").await;
+    let l = until_phase(&id, "stopped", WAIT).await;
     let n = l["current_count"].as_u64().unwrap();
     assert!(n < 1_000_000);
     assert_eq!(m.count().await.unwrap(), n);
@@ -230,9 +218,9 @@ async fn mysql_init_config_fills_distinct_rows_and_restore_trims_to_doc_count() 
     let (s, b) = post(&tok, "/mysql/start_loader", body.clone()).await;
     assert_eq!(s, 200, "{b}");
     let id = b["loader_id"].as_str().unwrap().to_string();
-    until_phase(&id, "crud").await;
+    until_phase(&id, "crud", WAIT).await;
     post(&tok, "/mysql/stop_loader", json!({"loader_id": id})).await;
-    let l = until_phase(&id, "stopped").await;
+    let l = until_phase(&id, "stopped", WAIT).await;
     let t = Target {
         host: Some("127.0.0.1".into()),
         port: Some(env("FERRY_MARIADB_PORT").parse().unwrap()),
@@ -267,7 +255,7 @@ async fn mysql_init_config_fills_distinct_rows_and_restore_trims_to_doc_count() 
     let (s, b) = post(&tok, "/mysql/restore", restore).await;
     assert_eq!(s, 200, "{b}");
     let r = b["loader_id"].as_str().unwrap().to_string();
-    until_phase(&r, "completed").await;
+    until_phase(&r, "completed", WAIT).await;
     assert_eq!(m.count().await.unwrap(), 1234);
 }
 
@@ -303,9 +291,9 @@ async fn dynamo_fills_a_table_and_counts_it() {
     .await;
     assert_eq!(s, 200, "{b}");
     let id = b["loader_id"].as_str().unwrap().to_string();
-    until_phase(&id, "crud").await;
+    until_phase(&id, "crud", WAIT).await;
     post(&tok, "/dynamo/stop_loader", json!({"loader_id": id})).await;
-    let l = until_phase(&id, "stopped").await;
+    let l = until_phase(&id, "stopped", WAIT).await;
     let (s, c) = call(
         http()
             .get(format!("{}/dynamo/count", base_url()))

@@ -4,6 +4,9 @@
 
 use ferry_shared::loaders::hotel::Hotel;
 use ferry_tests::{aws, base_url, call, eventually, http, token};
+mod loaders_common;
+
+use loaders_common::{loader, until_phase};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -27,21 +30,6 @@ async fn delete_bucket(tok: &str, body: Value) -> (u16, Value) {
             .bearer_auth(tok)
             .json(&body),
     )
-    .await
-}
-
-async fn loader(id: &str) -> Value {
-    let (s, b) = call(http().get(format!("{}/loaders/{id}", base_url()))).await;
-    assert_eq!(s, 200, "{b}");
-    b
-}
-
-async fn until_phase(id: &str, phase: &str) -> Value {
-    eventually(&format!("loader {id} in {phase}"), WAIT, || async {
-        let l = loader(id).await;
-        assert_ne!(l["phase"], "failed", "{l}");
-        (l["phase"] == phase).then_some(l)
-    })
     .await
 }
 
@@ -192,7 +180,7 @@ async fn s3_fill_builds_the_exact_layout_and_every_format_reads_back_at_its_size
     let buckets: Vec<String> = serde_json::from_value(b["bucket"].clone()).unwrap();
     assert_eq!(buckets.len(), 2);
     assert!(buckets.iter().all(|x| x.starts_with("ferry-s3-loader-")));
-    let l = until_phase(&id, "completed").await;
+    let l = until_phase(&id, "completed", WAIT).await;
     assert_eq!(l["current_count"], 70, "{l}");
     assert!(!l.to_string().contains("s3cr3t"), "{l}");
 
@@ -253,7 +241,7 @@ async fn s3_crud_keeps_every_folder_in_its_band_stops_cleanly_and_restarts_by_id
     let bucket = b["bucket"][0].as_str().unwrap().to_string();
     assert_eq!(b["s3"]["min_files"], 3);
     assert_eq!(b["s3"]["max_files"], 7);
-    until_phase(&id, "crud").await;
+    until_phase(&id, "crud", WAIT).await;
 
     // A second loader's target: restore or delete of a running loader's bucket is a conflict.
     let (s, b) = post(
@@ -293,7 +281,7 @@ async fn s3_crud_keeps_every_folder_in_its_band_stops_cleanly_and_restarts_by_id
     let (s, b) = post(&tok, "/s3/stop_loader", json!({"loader_id": id})).await;
     assert_eq!(s, 200, "{b}");
     assert_eq!(b["bucket"][0], bucket.as_str());
-    let stopped = until_phase(&id, "stopped").await;
+    let stopped = until_phase(&id, "stopped", WAIT).await;
     let frozen = objects(&c, &bucket).await;
     assert_eq!(
         frozen.len() as u64,
@@ -316,7 +304,7 @@ async fn s3_crud_keeps_every_folder_in_its_band_stops_cleanly_and_restarts_by_id
     })
     .await;
     post(&tok, "/s3/stop_loader", json!({"loader_id": id})).await;
-    until_phase(&id, "stopped").await;
+    until_phase(&id, "stopped", WAIT).await;
     let (s, b) = delete_bucket(&tok, json!({"bucket_name": bucket})).await;
     assert_eq!(s, 200, "{b}");
 }
@@ -349,7 +337,7 @@ async fn s3_restore_brings_a_bucket_back_to_the_layout_and_foreign_buckets_need_
     .await;
     assert_eq!(s, 200, "{b}");
     let id = b["loader_id"].as_str().unwrap().to_string();
-    until_phase(&id, "completed").await;
+    until_phase(&id, "completed", WAIT).await;
     let objs = objects(&c, &bucket).await;
     let want: BTreeSet<String> = ["", "Depth_1_Folder_1/", "Depth_1_Folder_2/"]
         .iter()
