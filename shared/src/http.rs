@@ -346,6 +346,25 @@ pub async fn run(router: Router) -> Result<(), lambda_http::Error> {
     lambda_http::run(router).await
 }
 
+/// `field` holds an S3 bucket name: 3-63 lowercase letters, digits, `-` or `.`, starting and ending
+/// with a letter or digit (the rule the job APIs apply to source and destination buckets).
+pub fn bucket_rule(field: &str, name: &str) -> Result<(), ApiError> {
+    let ok = (3..=63).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+        && name.as_bytes()[0].is_ascii_alphanumeric()
+        && name.as_bytes()[name.len() - 1].is_ascii_alphanumeric();
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(
+            field,
+            "must be a valid S3 bucket name (3-63 lowercase letters, digits, '-' or '.')",
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,6 +6,7 @@
 
 use ferry_shared::domain::sync::{Action, Destination, Source};
 use ferry_shared::http::ApiError;
+use ferry_shared::http::bucket_rule;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
@@ -137,23 +138,6 @@ fn insert(out: &mut BTreeMap<String, String>, key: &str, value: String) -> Resul
         return Err(ApiError::invalid(&key, "is given more than once"));
     }
     Ok(())
-}
-
-pub fn bucket_rule(field: &str, name: &str) -> Result<(), ApiError> {
-    let ok = (3..=63).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
-        && name.as_bytes()[0].is_ascii_alphanumeric()
-        && name.as_bytes()[name.len() - 1].is_ascii_alphanumeric();
-    if ok {
-        Ok(())
-    } else {
-        Err(ApiError::invalid(
-            field,
-            "must be a valid S3 bucket name (3-63 lowercase letters, digits, '-' or '.')",
-        ))
-    }
 }
 
 fn prefix_rule(field: &str, p: &str) -> Result<(), ApiError> {

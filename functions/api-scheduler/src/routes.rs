@@ -15,6 +15,7 @@ use ferry_shared::domain::sync::{
     Trigger,
 };
 use ferry_shared::domain::{new_id, now_rfc3339};
+use ferry_shared::http::bucket_rule;
 use ferry_shared::http::{ApiError, JsonBody, QueryParams};
 use ferry_shared::keys::{Children, IndexKey, Key, Listing};
 use ferry_shared::messages::SyncMessage;
@@ -140,23 +141,6 @@ fn credentials_rule(cc: &ConnectorConfig) -> Result<Option<NewCredentials>, ApiE
             "connector_config.secret_access_key",
             "must be given, non-empty, together with access_key_id",
         )),
-    }
-}
-
-fn bucket_rule(field: &str, name: &str) -> Result<(), ApiError> {
-    let ok = (3..=63).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
-        && name.as_bytes()[0].is_ascii_alphanumeric()
-        && name.as_bytes()[name.len() - 1].is_ascii_alphanumeric();
-    if ok {
-        Ok(())
-    } else {
-        Err(ApiError::invalid(
-            field,
-            "must be a valid S3 bucket name (3-63 lowercase letters, digits, '-' or '.')",
-        ))
     }
 }
 
