@@ -14,7 +14,7 @@ use crate::domain::Conflict;
 use crate::keys::{Children, IndexKey, Key, Listing};
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
-use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
+use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, Put, TransactWriteItem};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Serialize;
@@ -559,6 +559,95 @@ impl Store {
             "gave up after {MAX_RACE_RETRIES} write races on {}",
             key.pk
         )))
+    }
+
+    /// Reads many items (consistently) at once: one BatchGetItem per 100 keys. The answer is in the
+    /// order of `keys`, `None` for a missing item.
+    pub async fn get_many<T: DeserializeOwned>(
+        &self,
+        keys: &[Key],
+    ) -> Result<Vec<Option<Versioned<T>>>, StoreError> {
+        let mut found: HashMap<(String, String), Versioned<T>> = HashMap::new();
+        for chunk in keys.chunks(100) {
+            let mut pending: Vec<HashMap<String, AttributeValue>> = chunk
+                .iter()
+                .map(|k| HashMap::from([("pk".to_string(), s(&k.pk)), ("sk".to_string(), s(&k.sk))]))
+                .collect();
+            // Unprocessed keys (throttling) are asked again, a bounded number of times.
+            for _ in 0..MAX_RACE_RETRIES {
+                if pending.is_empty() {
+                    break;
+                }
+                let ask = KeysAndAttributes::builder()
+                    .set_keys(Some(std::mem::take(&mut pending)))
+                    .consistent_read(true)
+                    .build()
+                    .map_err(|e| StoreError::Codec(e.to_string()))?;
+                let out = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.table, ask)
+                    .send()
+                    .await
+                    .map_err(backend)?;
+                for item in out.responses.and_then(|mut r| r.remove(&self.table)).unwrap_or_default() {
+                    let id = (
+                        item.get("pk").and_then(|v| v.as_s().ok()).cloned().unwrap_or_default(),
+                        item.get("sk").and_then(|v| v.as_s().ok()).cloned().unwrap_or_default(),
+                    );
+                    found.insert(id, decode(item)?);
+                }
+                pending = out
+                    .unprocessed_keys
+                    .and_then(|mut u| u.remove(&self.table))
+                    .map(|k| k.keys)
+                    .unwrap_or_default();
+            }
+            if !pending.is_empty() {
+                return Err(StoreError::Backend("batch read left keys unprocessed".into()));
+            }
+        }
+        Ok(keys
+            .iter()
+            .map(|k| found.remove(&(k.pk.clone(), k.sk.clone())))
+            .collect())
+    }
+
+    /// Replaces every `(key, meta, value, expected version)` (distinct keys, at most
+    /// [`MAX_BATCH_CREATES`]) and applies `counters` (if any) to `counter_key`, in one transaction.
+    /// `false`, and nothing written, when any item is no longer at its expected version: the caller
+    /// then goes item by item.
+    pub async fn replace_many_counted<T: Serialize>(
+        &self,
+        items: &[(Key, Meta, T, u64)],
+        counter_key: &Key,
+        counters: Option<&Patch>,
+    ) -> Result<bool, StoreError> {
+        if items.is_empty() {
+            return Ok(true);
+        }
+        if items.len() > MAX_BATCH_CREATES {
+            return Err(StoreError::Codec(format!(
+                "{} items in one transaction (at most {MAX_BATCH_CREATES})",
+                items.len()
+            )));
+        }
+        let mut ops = Vec::with_capacity(items.len() + 1);
+        for (key, meta, value, expected) in items {
+            ops.push(self.put_op(
+                encode(key, meta, value, expected + 1)?,
+                "version = :expected",
+                Some(*expected),
+            )?);
+        }
+        if let Some(c) = counters {
+            ops.push(patch_op(&self.table, counter_key, c)?);
+        }
+        match self.transact(ops).await? {
+            Ok(()) => Ok(true),
+            Err(failed) if failed[..items.len().min(failed.len())].iter().any(|f| *f) => Ok(false),
+            Err(_) => Err(StoreError::NotFound),
+        }
     }
 
     /// Deletes the item; `false` if it did not exist.

@@ -198,6 +198,10 @@ impl Engine {
                 let Some(ctx) = self.ctx(&job_id, &run_id).await? else {
                     return Ok(());
                 };
+                if self.copy_group(&ctx, &objects).await.map_err(retry)? {
+                    self.try_conclude(&job_id, &run_id).await.map_err(retry)?;
+                    return Ok(());
+                }
                 let results: Vec<Result<(), anyhow::Error>> = futures::stream::iter(objects)
                     .map(|o| self.copy_one(&ctx, o, None, false))
                     .buffer_unordered(ctx.job.concurrency.max(1) as usize)
