@@ -571,7 +571,9 @@ impl Store {
         for chunk in keys.chunks(100) {
             let mut pending: Vec<HashMap<String, AttributeValue>> = chunk
                 .iter()
-                .map(|k| HashMap::from([("pk".to_string(), s(&k.pk)), ("sk".to_string(), s(&k.sk))]))
+                .map(|k| {
+                    HashMap::from([("pk".to_string(), s(&k.pk)), ("sk".to_string(), s(&k.sk))])
+                })
                 .collect();
             // Unprocessed keys (throttling) are asked again, a bounded number of times.
             for _ in 0..MAX_RACE_RETRIES {
@@ -590,10 +592,20 @@ impl Store {
                     .send()
                     .await
                     .map_err(backend)?;
-                for item in out.responses.and_then(|mut r| r.remove(&self.table)).unwrap_or_default() {
+                for item in out
+                    .responses
+                    .and_then(|mut r| r.remove(&self.table))
+                    .unwrap_or_default()
+                {
                     let id = (
-                        item.get("pk").and_then(|v| v.as_s().ok()).cloned().unwrap_or_default(),
-                        item.get("sk").and_then(|v| v.as_s().ok()).cloned().unwrap_or_default(),
+                        item.get("pk")
+                            .and_then(|v| v.as_s().ok())
+                            .cloned()
+                            .unwrap_or_default(),
+                        item.get("sk")
+                            .and_then(|v| v.as_s().ok())
+                            .cloned()
+                            .unwrap_or_default(),
                     );
                     found.insert(id, decode(item)?);
                 }
@@ -604,7 +616,9 @@ impl Store {
                     .unwrap_or_default();
             }
             if !pending.is_empty() {
-                return Err(StoreError::Backend("batch read left keys unprocessed".into()));
+                return Err(StoreError::Backend(
+                    "batch read left keys unprocessed".into(),
+                ));
             }
         }
         Ok(keys

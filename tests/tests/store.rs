@@ -151,3 +151,104 @@ async fn listings_paginate_with_opaque_cursors_and_reject_forged_ones() {
         .await;
     assert!(matches!(forged, Err(StoreError::BadCursor)));
 }
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+struct Tally {
+    counts: std::collections::BTreeMap<String, i64>,
+}
+
+#[tokio::test]
+async fn get_many_reads_in_key_order_and_replace_many_is_all_or_nothing() {
+    use ferry_shared::store::Patch;
+    let store = store().await;
+    let tag = uuid::Uuid::new_v4();
+    let keys: Vec<Key> = (0..120)
+        .map(|i| Key::task(&format!("many-{tag}-{i}")))
+        .collect();
+    // 120 keys: more than one BatchGetItem (100), with gaps.
+    for (i, key) in keys.iter().enumerate().filter(|(i, _)| i % 7 != 3) {
+        let slot = Slot {
+            holder: None,
+            count: i as u32,
+        };
+        store.create(key, &Meta::default(), &slot).await.unwrap();
+    }
+    let got = store.get_many::<Slot>(&keys).await.unwrap();
+    assert_eq!(got.len(), keys.len());
+    for (i, g) in got.iter().enumerate() {
+        match g {
+            None => assert_eq!(i % 7, 3, "item {i} missing"),
+            Some(v) => {
+                assert_ne!(i % 7, 3, "item {i} should be missing");
+                assert_eq!((v.value.count, v.version), (i as u32, 1));
+            }
+        }
+    }
+
+    let tally = Key::task(&format!("many-{tag}-tally"));
+    store
+        .create(
+            &tally,
+            &Meta::default(),
+            &Tally {
+                counts: Default::default(),
+            },
+        )
+        .await
+        .unwrap();
+    let batch = |expected: u64| -> Vec<(Key, Meta, Slot, u64)> {
+        (0..3)
+            .map(|i| {
+                let slot = Slot {
+                    holder: Some("batch".into()),
+                    count: 1000 + i,
+                };
+                (keys[i as usize].clone(), Meta::default(), slot, expected)
+            })
+            .collect()
+    };
+    let counters = Patch::new().add("counts.done", 3);
+    assert!(
+        store
+            .replace_many_counted(&batch(1), &tally, Some(&counters))
+            .await
+            .unwrap()
+    );
+    // The same expected versions again: every item moved on, so nothing is written or counted.
+    assert!(
+        !store
+            .replace_many_counted(&batch(1), &tally, Some(&counters))
+            .await
+            .unwrap()
+    );
+    for (i, key) in keys.iter().take(3).enumerate() {
+        let now = store.get::<Slot>(key).await.unwrap().unwrap();
+        assert_eq!((now.value.count, now.version), (1000 + i as u32, 2));
+    }
+    let t = store.get::<Tally>(&tally).await.unwrap().unwrap();
+    assert_eq!(t.value.counts.get("done"), Some(&3));
+    // One stale item in the group is enough to refuse the whole group.
+    let mut mixed = batch(2);
+    mixed[1].3 = 1;
+    assert!(
+        !store
+            .replace_many_counted(&mixed, &tally, Some(&counters))
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.get::<Slot>(&keys[0]).await.unwrap().unwrap().version,
+        2
+    );
+    assert_eq!(
+        store
+            .get::<Tally>(&tally)
+            .await
+            .unwrap()
+            .unwrap()
+            .value
+            .counts
+            .get("done"),
+        Some(&3)
+    );
+}

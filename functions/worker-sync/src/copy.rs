@@ -221,9 +221,9 @@ impl Engine {
             }
             ended.push((key, meta, rec, version + 1));
         }
-        let counters = sums
-            .into_iter()
-            .fold(Patch::new(), |p, (name, n)| p.add(&format!("counts.{name}"), n));
+        let counters = sums.into_iter().fold(Patch::new(), |p, (name, n)| {
+            p.add(&format!("counts.{name}"), n)
+        });
         if !self
             .store
             .replace_many_counted(&ended, &ctx.run_key(), Some(&counters))
