@@ -18,6 +18,31 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/even
 
 /// Rows per INSERT statement: 5 parameters a row stays under MySQL's 65,535 placeholders.
 pub const MAX_ROWS_PER_INSERT: usize = 10_000;
+/// Batches of at least this many rows are inserted by two connections at once.
+pub const PARALLEL_MIN_ROWS: usize = 2_000;
+
+/// One multi-row INSERT of `rows` under `load_id`; a row already there (same load, time and line) is
+/// left as it is, so writing a batch again never duplicates or fails.
+async fn insert_rows<'c, E>(
+    exec: E,
+    load_id: u64,
+    rows: &[NumberedEvent],
+) -> Result<(), sqlx::Error>
+where
+    E: sqlx::Executor<'c, Database = sqlx::MySql>,
+{
+    let mut qb =
+        QueryBuilder::new("INSERT INTO events (load_id, event_time, seq, email, session_id) ");
+    qb.push_values(rows, |mut b, (seq, e)| {
+        b.push_bind(load_id)
+            .push_bind(e.event_time)
+            .push_bind(*seq)
+            .push_bind(&e.email)
+            .push_bind(&e.session_id);
+    });
+    qb.push(" ON DUPLICATE KEY UPDATE seq = seq");
+    qb.build().execute(exec).await.map(|_| ())
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum SqlError {
@@ -290,19 +315,31 @@ impl EventsDb {
             tx.rollback().await?;
             return Ok(Committed::LostRace);
         }
-        for chunk in rows.chunks(MAX_ROWS_PER_INSERT) {
-            let mut qb = QueryBuilder::new(
-                "INSERT INTO events (load_id, event_time, seq, email, session_id) ",
-            );
-            qb.push_values(chunk, |mut b, (seq, e)| {
-                b.push_bind(load.load_id)
-                    .push_bind(e.event_time)
-                    .push_bind(*seq)
-                    .push_bind(&e.email)
-                    .push_bind(&e.session_id);
-            });
-            qb.build().execute(&mut *tx).await?;
-        }
+        // A big batch is written by two connections at once, so the server parses and inserts on two
+        // threads: one half inside the transaction, the other half alongside it (autocommit), started
+        // only once the guard above holds the load's row. If the transaction then fails, those rows
+        // stay without the checkpoint moving: the retry writes the same (load_id, event_time, seq)
+        // keys again, which the upsert turns into no-ops, and they are never visible before the load
+        // is swapped in (a superseded load's rows are collected by load_id like the rest).
+        let (side, main) = if rows.len() >= PARALLEL_MIN_ROWS {
+            rows.split_at(rows.len() / 2)
+        } else {
+            (&rows[..0], rows)
+        };
+        let pool = &self.pool;
+        let side_half = async {
+            for chunk in side.chunks(MAX_ROWS_PER_INSERT) {
+                insert_rows(pool, load.load_id, chunk).await?;
+            }
+            Ok::<_, sqlx::Error>(())
+        };
+        let main_half = async {
+            for chunk in main.chunks(MAX_ROWS_PER_INSERT) {
+                insert_rows(&mut *tx, load.load_id, chunk).await?;
+            }
+            Ok::<_, sqlx::Error>(())
+        };
+        futures::try_join!(side_half, main_half)?;
         if finish {
             sqlx::query(
                 "INSERT INTO event_files (filename, load_id, swapped_at) VALUES (?, ?, ?) \

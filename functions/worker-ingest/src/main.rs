@@ -37,7 +37,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let db = EventsDb::from_secret(
         &aws_sdk_secretsmanager::Client::new(&aws),
         &config.db_secret_arn,
-        2,
+        3,
         false,
     )
     .await?;
