@@ -18,6 +18,17 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/even
 
 /// Rows per INSERT statement: 5 parameters a row stays under MySQL's 65,535 placeholders.
 pub const MAX_ROWS_PER_INSERT: usize = 10_000;
+/// Times a batch is written again after a deadlock or lock-wait timeout.
+const LOCK_RETRIES: u32 = 5;
+
+/// MySQL's deadlock (1213) and lock wait timeout (1205) errors: the transaction was rolled back and can
+/// simply be run again.
+pub fn is_lock_conflict(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .and_then(|d| d.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>())
+        .is_some_and(|m| matches!(m.number(), 1205 | 1213))
+}
+
 /// Batches of at least this many rows are inserted by two connections at once.
 pub const PARALLEL_MIN_ROWS: usize = 2_000;
 
@@ -283,7 +294,37 @@ impl EventsDb {
     /// Writes `rows` and moves the checkpoint of load `load_id` from `from_offset` to `to`, in one
     /// transaction. With `finish`, the load also ends and becomes the file's current load (unless a
     /// newer load of the file already is).
+    ///
+    /// A deadlock or lock-wait timeout (the two connections of a batch, or another file's garbage
+    /// collection, in the server's lock graph) rolls the transaction back; the batch is then written
+    /// again, a few times, before the error goes up (rows the side connection committed are no-ops the
+    /// second time).
     pub async fn commit_batch(
+        &self,
+        load: &Load,
+        from_offset: u64,
+        to: &Progress,
+        rows: &[NumberedEvent],
+        finish: bool,
+        now: NaiveDateTime,
+    ) -> Result<Committed, SqlError> {
+        let mut attempt = 0;
+        loop {
+            match self
+                .commit_batch_once(load, from_offset, to, rows, finish, now)
+                .await
+            {
+                Err(SqlError::Db(e)) if attempt < LOCK_RETRIES && is_lock_conflict(&e) => {
+                    attempt += 1;
+                    tracing::info!(load_id = load.load_id, attempt, error = %e, "batch rolled back by a lock conflict; writing it again");
+                    tokio::time::sleep(Duration::from_millis(50 * attempt as u64)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn commit_batch_once(
         &self,
         load: &Load,
         from_offset: u64,

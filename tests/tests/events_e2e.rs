@@ -581,3 +581,55 @@ async fn a_1_gib_file_streams_through_the_worker_with_bounded_memory() {
         "worker peak RSS {rss} KiB: the file is not streamed"
     );
 }
+
+/// A real MariaDB deadlock is what `commit_batch` writes again: two transactions taking two rows in
+/// opposite orders; the one the server rolls back is recognised, a plain error is not.
+#[tokio::test]
+async fn a_mariadb_deadlock_is_recognised_as_a_lock_conflict() {
+    use ferry_shared::events_sql::is_lock_conflict;
+    let db = db().await;
+    let pool = db.pool();
+    let table = format!("lock_probe_{}", uuid::Uuid::new_v4().simple());
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "CREATE TABLE {table} (id INT PRIMARY KEY, n INT NOT NULL) ENGINE = InnoDB"
+    )))
+    .execute(pool)
+    .await
+    .unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO {table} VALUES (1, 0), (2, 0)"
+    )))
+    .execute(pool)
+    .await
+    .unwrap();
+    let take = |first: i32, second: i32| {
+        let table = table.clone();
+        async move {
+            let mut tx = pool.begin().await?;
+            let update = format!("UPDATE {table} SET n = n + 1 WHERE id = ?");
+            sqlx::query(sqlx::AssertSqlSafe(update.clone()))
+                .bind(first)
+                .execute(&mut *tx)
+                .await?;
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            sqlx::query(sqlx::AssertSqlSafe(update))
+                .bind(second)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await
+        }
+    };
+    let (a, b) = tokio::join!(take(1, 2), take(2, 1));
+    let failed: Vec<sqlx::Error> = [a, b].into_iter().filter_map(Result::err).collect();
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert!(is_lock_conflict(&failed[0]), "{:?}", failed[0]);
+    let plain = sqlx::query("SELECT * FROM no_such_table_here")
+        .execute(pool)
+        .await
+        .unwrap_err();
+    assert!(!is_lock_conflict(&plain), "{plain:?}");
+    sqlx::query(sqlx::AssertSqlSafe(format!("DROP TABLE {table}")))
+        .execute(pool)
+        .await
+        .unwrap();
+}
