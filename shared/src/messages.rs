@@ -37,6 +37,11 @@ pub enum SyncMessage {
         objects: Vec<ObjectRef>,
         #[serde(default)]
         hops: u32,
+        /// The delivery this work belongs to as a lease holder (worker-sync): the first delivery's SQS
+        /// message id, kept when a redelivery is re-sent fresh, so the re-sent message takes over the
+        /// lease its crashed predecessor left instead of waiting for it to lapse.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        lease: Option<String>,
     },
     /// Copy parts `first..=last` of a big object whose multipart upload exists; the message that
     /// checkpoints the last missing part completes the upload.
@@ -48,6 +53,11 @@ pub enum SyncMessage {
         last: u64,
         #[serde(default)]
         hops: u32,
+        /// The delivery this work belongs to as a lease holder (worker-sync): the first delivery's SQS
+        /// message id, kept when a redelivery is re-sent fresh, so the re-sent message takes over the
+        /// lease its crashed predecessor left instead of waiting for it to lapse.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        lease: Option<String>,
     },
 }
 
@@ -178,6 +188,7 @@ mod tests {
                 run_id: "r".into(),
                 objects: vec![obj.clone()],
                 hops: 1,
+                lease: Some("m-1".into()),
             },
             SyncMessage::CopyParts {
                 job_id: "j".into(),
@@ -186,6 +197,7 @@ mod tests {
                 first: 1,
                 last: 64,
                 hops: 0,
+                lease: None,
             },
         ];
         for m in all {

@@ -322,3 +322,37 @@ async fn loader_state_survives_a_restart_of_every_ferry_process() {
     assert!(stopped.tick > last.tick);
     drop_database(&db).await;
 }
+
+/// The MySQL adapter on MariaDB: `delete_oldest` takes the lowest keys from `from` on in one statement,
+/// and no key at or below the bound it returns is left (the engine's next `from`).
+#[tokio::test]
+async fn mysql_delete_oldest_takes_the_lowest_keys_and_bounds_what_is_left() {
+    let db = uniq("ferry_del");
+    let m = mysql(&db).await;
+    m.init("id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY, name VARCHAR(255), mutated BIGINT")
+        .await
+        .unwrap();
+    let cols = m.columns().await.unwrap();
+    assert_eq!(
+        m.insert(&cols, "loader-del", 0..100, 0, 2).await.unwrap(),
+        100
+    );
+    let (lo, hi) = m.seq_bounds(&cols).await.unwrap().unwrap();
+    assert_eq!(hi - lo, 99, "one multi-row INSERT takes consecutive keys");
+
+    let (deleted, bound) = m.delete_oldest(&cols, 30, lo).await.unwrap();
+    assert_eq!((deleted, bound), (30, Some(lo + 29)));
+    assert_eq!(m.seq_bounds(&cols).await.unwrap().unwrap().0, lo + 30);
+    // A stale `from` still takes the lowest keys left; the bound stays below them.
+    let (deleted, bound) = m.delete_oldest(&cols, 30, lo).await.unwrap();
+    assert_eq!(deleted, 30);
+    let left = m.seq_bounds(&cols).await.unwrap().unwrap().0;
+    assert_eq!(left, lo + 60);
+    assert!(bound.unwrap() < left);
+    // More than what is left: all of it; then nothing.
+    let (deleted, _) = m.delete_oldest(&cols, 100, left).await.unwrap();
+    assert_eq!(deleted, 40);
+    assert_eq!(m.count().await.unwrap(), 0);
+    assert_eq!(m.delete_oldest(&cols, 10, left).await.unwrap(), (0, None));
+    m.drop_database().await.unwrap();
+}

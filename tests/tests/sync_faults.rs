@@ -74,6 +74,7 @@ async fn every_message_kind_delivered_twice_copies_and_counts_once() {
         run_id: run_id.clone(),
         objects: refs.clone(),
         hops: 0,
+        lease: None,
     });
     dups.push(SyncMessage::CopyParts {
         job_id: job.clone(),
@@ -82,6 +83,7 @@ async fn every_message_kind_delivered_twice_copies_and_counts_once() {
         first: 1,
         last: 3,
         hops: 0,
+        lease: None,
     });
     send_raw(&dups).await;
     send_raw(&dups).await;
@@ -112,6 +114,198 @@ async fn every_message_kind_delivered_twice_copies_and_counts_once() {
     tokio::time::sleep(Duration::from_secs(8)).await;
     let again = run_status(&job, &run_id).await.unwrap();
     assert_eq!(again["counts"], run["counts"]);
+}
+
+/// The REAL worker-sync binary under a [`LambdaHost`] of its own, fed from `queue_url` by ferry-local's
+/// SQS loop (one poll loop, `batch_size` messages an invocation), sending its own messages to that queue.
+struct HostedWorker {
+    host: LambdaHost,
+    pump: tokio::task::JoinHandle<()>,
+    stop: tokio::sync::watch::Sender<bool>,
+    log: std::path::PathBuf,
+}
+
+impl HostedWorker {
+    async fn start(
+        sqs: &aws_sdk_sqs::Client,
+        queue_url: &str,
+        name: &str,
+        batch_size: u32,
+    ) -> HostedWorker {
+        let queue_arn = ferry_local::pump::sqs::queue_arn(sqs, queue_url)
+            .await
+            .unwrap();
+        let target = std::env::var("CARGO_TARGET_DIR")
+            .unwrap_or_else(|_| format!("{}/target", env("FERRY_ROOT")));
+        let log: std::path::PathBuf = format!("{}/logs/{name}.log", env("FERRY_STATE_DIR")).into();
+        let _ = std::fs::remove_file(&log);
+        let host = LambdaHost::start(FunctionSpec {
+            name: "worker-sync".into(),
+            binary: format!("{target}/debug/worker-sync").into(),
+            env: vec![("SYNC_QUEUE_URL".into(), queue_url.to_string())],
+            log: log.clone(),
+            timeout: Duration::from_secs(300),
+        })
+        .await;
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let pump = tokio::spawn(ferry_local::pump::sqs::run_source(
+            ferry_local::pump::sqs::SqsSource {
+                function: "worker-sync".into(),
+                queue_url: queue_url.to_string(),
+                queue_arn,
+                batch_size,
+                report_batch_item_failures: true,
+                invoke_timeout: Duration::from_secs(330),
+                pollers: 1,
+            },
+            sqs.clone(),
+            ferry_local::pump::sqs::Invoker::new(&host.invoke_url).unwrap(),
+            ferry_local::pump::sqs::SqsLoopSettings {
+                wait_time_secs: 1,
+                retry_delay_secs: 0,
+                region: env("AWS_REGION"),
+            },
+            stopped,
+        ));
+        HostedWorker {
+            host,
+            pump,
+            stop,
+            log,
+        }
+    }
+
+    async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = self.pump.await;
+        drop(self.host);
+    }
+}
+
+/// A queue of the test's own (the workers' visibility timeout as in the template: long).
+async fn test_queue(sqs: &aws_sdk_sqs::Client, name: &str) -> String {
+    sqs.create_queue()
+        .queue_name(name)
+        .attributes(
+            aws_sdk_sqs::types::QueueAttributeName::VisibilityTimeout,
+            "600",
+        )
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap()
+}
+
+/// Two instances (two worker-sync processes polling one queue) get the same object at the same time,
+/// as SQS's at-least-once delivery or a listing page handed on twice makes happen: the one that
+/// finds the other's lease sends its message back for later instead of copying, so every byte is
+/// fetched once, the object is byte-identical and counted once.
+#[tokio::test]
+async fn two_instances_given_one_object_at_once_fetch_each_byte_once() {
+    const CHUNK: u64 = 5 * MIB as u64;
+    const SIZE: usize = 48 * MIB; // 10 parts, streamed through the worker from a foreign store
+    let foreign = ForeignMoto::start().await;
+    let far = foreign.client();
+    far.create_bucket()
+        .bucket("lease-src")
+        .create_bucket_configuration(
+            aws_sdk_s3::types::CreateBucketConfiguration::builder()
+                .location_constraint(aws_sdk_s3::types::BucketLocationConstraint::EuWest1)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let body = data(SIZE, 4242);
+    let sum = md5(&body);
+    put(&far, "lease-src", "one.bin", body).await;
+    let s3 = s3().await;
+    let dst = bucket(&s3, "lease-dst").await;
+    let tok = token(&["user"]).await;
+    // concurrency 1: the copy takes a few seconds, parts one at a time.
+    let job = create_job(
+        &tok,
+        json!({"job_name": "two instances", "connector_type": "S3", "schedule": "daily",
+               "chunk_size": CHUNK, "concurrency": 1,
+               "connector_config": {"bucket_name": "lease-src", "endpoint_url": foreign.url, "region": "eu-west-1",
+                                    "access_key_id": "k", "secret_access_key": "s"},
+               "destination": {"bucket": dst, "prefix": ""}}),
+    )
+    .await;
+    let sqs = aws_sdk_sqs::Client::new(&ferry_tests::aws().await);
+    let queue_url = test_queue(&sqs, &format!("lease-sync-{}", &job[..8.min(job.len())])).await;
+    // One message per invocation, so the two copies below go one to each instance.
+    let a = HostedWorker::start(&sqs, &queue_url, "lease-test-worker-a", 1).await;
+    let b = HostedWorker::start(&sqs, &queue_url, "lease-test-worker-b", 1).await;
+    let queue = ferry_shared::queue::Queue::new(sqs.clone(), queue_url.clone());
+    queue
+        .send(&SyncMessage::StartRun {
+            job_id: job.clone(),
+            trigger: Trigger::Schedule,
+            run_id: None,
+        })
+        .await
+        .unwrap();
+    let run_id = ferry_tests::eventually("the run to start", Duration::from_secs(120), || async {
+        runs(&job)
+            .await
+            .first()
+            .and_then(|r| r["run_id"].as_str().map(String::from))
+    })
+    .await;
+    // As soon as one instance copies the object, the same work goes out twice more.
+    let obj = ferry_tests::eventually("the copy to start", Duration::from_secs(120), || async {
+        objects(&job, &run_id)
+            .await
+            .into_iter()
+            .find(|o| o["status"] == "IN_PROGRESS")
+    })
+    .await;
+    let object = ObjectRef {
+        key: "one.bin".into(),
+        size: SIZE as u64,
+        etag: Some(format!("\"{sum}\"")),
+        last_modified: None,
+    };
+    let dup = SyncMessage::CopyParts {
+        job_id: job.clone(),
+        run_id: run_id.clone(),
+        object: object.clone(),
+        first: 1,
+        last: 10,
+        hops: 0,
+        lease: None,
+    };
+    queue.send_all(&[dup.clone(), dup]).await.unwrap();
+
+    let run = ended(&job, &run_id, Duration::from_secs(240)).await;
+    let logs = [a.log.clone(), b.log.clone()];
+    a.stop().await;
+    b.stop().await;
+    // The duplicates really met the lease (not merely arrived after the copy had ended).
+    let came_back: usize = logs
+        .iter()
+        .map(|l| {
+            std::fs::read_to_string(l)
+                .unwrap_or_default()
+                .matches("comes back when the lease ends")
+                .count()
+        })
+        .sum();
+    assert!(came_back >= 1, "no delivery met a live lease: {logs:?}");
+    let _ = sqs.delete_queue().queue_url(&queue_url).send().await;
+    assert_eq!(run["status"], "completed", "{run}");
+    assert_eq!(run["counts"]["processed"], 1, "{run}");
+    assert_eq!(run["counts"]["bytes"], SIZE as u64, "{run}");
+    let objs = objects(&job, &run_id).await;
+    assert_eq!(objs.len(), 1, "{objs:?}");
+    assert_eq!(
+        objs[0]["bytes_fetched"], SIZE as u64,
+        "every byte fetched once though three deliveries ran (first seen: {obj})"
+    );
+    let got = get(&s3, &dst, "one.bin").await;
+    assert_eq!((got.len(), md5(&got)), (SIZE, sum));
 }
 
 /// Waste so far: bytes requested from the source (counted before each request) that no checkpointed
@@ -186,39 +380,8 @@ async fn kill_9_during_multipart_copies_loses_at_most_one_chunk_per_kill() {
         .unwrap()
         .queue_url
         .unwrap();
-    let queue_arn = ferry_local::pump::sqs::queue_arn(&sqs, &queue_url)
-        .await
-        .unwrap();
-    let target = std::env::var("CARGO_TARGET_DIR")
-        .unwrap_or_else(|_| format!("{}/target", env("FERRY_ROOT")));
-    let host = LambdaHost::start(FunctionSpec {
-        name: "worker-sync".into(),
-        binary: format!("{target}/debug/worker-sync").into(),
-        env: vec![("SYNC_QUEUE_URL".into(), queue_url.clone())],
-        log: format!("{}/logs/kill-test-worker.log", env("FERRY_STATE_DIR")).into(),
-        timeout: Duration::from_secs(300),
-    })
-    .await;
-    let (stop_pump, stop) = tokio::sync::watch::channel(false);
-    let pump = tokio::spawn(ferry_local::pump::sqs::run_source(
-        ferry_local::pump::sqs::SqsSource {
-            function: "worker-sync".into(),
-            queue_url: queue_url.clone(),
-            queue_arn,
-            batch_size: 10,
-            report_batch_item_failures: true,
-            invoke_timeout: Duration::from_secs(330),
-            pollers: 1,
-        },
-        sqs.clone(),
-        ferry_local::pump::sqs::Invoker::new(&host.invoke_url).unwrap(),
-        ferry_local::pump::sqs::SqsLoopSettings {
-            wait_time_secs: 1,
-            retry_delay_secs: 0,
-            region: env("AWS_REGION"),
-        },
-        stop,
-    ));
+    let worker = HostedWorker::start(&sqs, &queue_url, "kill-test-worker", 10).await;
+    let host = &worker.host;
     ferry_shared::queue::Queue::new(sqs.clone(), queue_url.clone())
         .send(&SyncMessage::StartRun {
             job_id: job.clone(),
@@ -272,9 +435,7 @@ async fn kill_9_during_multipart_copies_loses_at_most_one_chunk_per_kill() {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
-    let _ = stop_pump.send(true);
-    let _ = pump.await;
-    drop(host);
+    worker.stop().await;
     let _ = sqs.delete_queue().queue_url(&queue_url).send().await;
 
     assert_eq!(run["status"], "completed", "{run}");

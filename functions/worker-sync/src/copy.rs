@@ -5,18 +5,27 @@
 //! record, so a redelivery resumes at the first missing part; the upload is then completed and its
 //! size and ETag (the MD5 of the part MD5s) verified. Every source read names the listed ETag
 //! (If-Match), so all parts come from one version of the object.
+//!
+//! Two deliveries of one object (or of one part range) may run at the same time in two instances: SQS
+//! delivers at least once, and a listing page handed on twice sends its copy messages twice. The first
+//! to start takes a short lease on the object's slot in its record and renews it while it works; the
+//! other finds the live lease and re-sends its message for when the lease ends, by which time the object
+//! is done (the late message is then a no-op) or its holder died and stopped renewing (the late message
+//! takes over and resumes from the checkpoint). So no byte is copied twice by a duplicate.
 
 use crate::engine::{Ctx, Engine, PARTS_PER_MESSAGE};
 use crate::s3io::{self, S3Fail};
 use aws_sdk_s3::primitives::{ByteStream, DateTimeFormat};
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
-use ferry_shared::domain::now_rfc3339;
 use ferry_shared::domain::sync::{
     self, Action, ObjectMeta, ObjectOp, ObjectRecord, ObjectRef, ObjectStatus,
 };
+use ferry_shared::domain::{Conflict, now_rfc3339};
+use ferry_shared::keys::Key;
 use ferry_shared::messages::SyncMessage;
 use ferry_shared::store::{MAX_BATCH_CREATES, Meta, Patch, StoreError};
 use futures::{StreamExt, TryStreamExt};
+use std::time::Duration;
 
 /// User metadata ferry writes on multipart and foreign copies: the source ETag it copied (a
 /// multipart copy gets an ETag of its own, so delta needs this to recognise an unchanged object).
@@ -45,6 +54,33 @@ impl From<anyhow::Error> for Stop {
     }
 }
 
+/// A lease lasts this long unless renewed; its holder renews it every [`LEASE_RENEW`]. A holder that
+/// dies blocks its slot for at most this long.
+const LEASE_TTL_MS: u64 = 6_000;
+const LEASE_RENEW: Duration = Duration::from_secs(2);
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// The lease slot of a delivery of `obj`: the first part of the range it copies (1 for a whole object
+/// copied by one message), or 0 for the delivery that only fans a huge object out into part ranges.
+fn lease_slot(obj: &ObjectRef, range: Option<(u64, u64)>, chunk_size: u64) -> u64 {
+    match range {
+        Some((first, _)) => first,
+        None if obj.size > chunk_size
+            && sync::part_count(obj.size, sync::part_size(obj.size, chunk_size))
+                > PARTS_PER_MESSAGE =>
+        {
+            0
+        }
+        None => 1,
+    }
+}
+
 fn store_fail(e: StoreError) -> S3Fail {
     S3Fail::Transient(format!("recording progress: {e}"))
 }
@@ -58,6 +94,7 @@ impl Engine {
         obj: ObjectRef,
         range: Option<(u64, u64)>,
         conclude: bool,
+        owner: &str,
     ) -> anyhow::Result<()> {
         let claim = match range {
             Some((first, _)) => format!("{}\0{}\0{first}", ctx.run_id, obj.key),
@@ -79,8 +116,14 @@ impl Engine {
         } else {
             0
         };
+        let slot = lease_slot(&obj, range, ctx.job.chunk_size);
+        let held = std::cell::Cell::new(None);
         let start = |r: ObjectRecord| {
             let mut r = r.start_attempt(&now_rfc3339())?;
+            if let Err(until) = r.take_lease(slot, owner, unix_ms(), LEASE_TTL_MS) {
+                held.set(Some(until));
+                return Err(Conflict(format!("object {} is leased", obj.key)));
+            }
             r.bytes_fetched += prepaid;
             Ok(r)
         };
@@ -116,7 +159,12 @@ impl Engine {
         };
         let rec = match started {
             Ok(r) => r.value,
-            Err(StoreError::Conflict(_)) => return Ok(()),
+            Err(StoreError::Conflict(_)) => {
+                return match held.get() {
+                    Some(until) => self.come_back(ctx, obj, range, until, owner).await,
+                    None => Ok(()),
+                };
+            }
             Err(e) => return Err(e.into()),
         };
         if rec.exhausted(ctx.job.max_attempts) {
@@ -129,11 +177,26 @@ impl Engine {
                 .end_object(ctx, &obj.key, ObjectStatus::Failed, Some(why), conclude)
                 .await;
         }
-        let (status, error) = match self.copy_body(ctx, &rec, &obj, range, prepaid > 0).await {
-            Ok(None) => return Ok(()),
+        let holds = [(key.clone(), slot)];
+        let copied = self
+            .leased(
+                &holds,
+                owner,
+                self.copy_body(ctx, &rec, &obj, range, prepaid > 0),
+            )
+            .await;
+        let (status, error) = match copied {
             Ok(Some(status)) => (status, None),
-            Err(Stop::Store(e)) => return Err(e),
             Err(Stop::S3(e)) => (ObjectStatus::Failed, Some(explain(e))),
+            // Not done here (other ranges go on) or to be retried: the slot is free again now.
+            Ok(None) => {
+                self.release(&key, slot, owner).await;
+                return Ok(());
+            }
+            Err(Stop::Store(e)) => {
+                self.release(&key, slot, owner).await;
+                return Err(e);
+            }
         };
         self.end_object(ctx, &obj.key, status, error, conclude)
             .await
@@ -145,7 +208,12 @@ impl Engine {
     /// `false`, with nothing started, when the group does not qualify or any record is not where a
     /// first delivery finds it (missing, ended, retried too often, or raced): the caller then goes
     /// object by object, which handles each of those cases.
-    pub async fn copy_group(&self, ctx: &Ctx, objects: &[ObjectRef]) -> anyhow::Result<bool> {
+    pub async fn copy_group(
+        &self,
+        ctx: &Ctx,
+        objects: &[ObjectRef],
+        owner: &str,
+    ) -> anyhow::Result<bool> {
         let job = &ctx.job;
         if job.action != Action::Sync
             || objects.len() < 2
@@ -166,6 +234,7 @@ impl Engine {
         let keys: Vec<_> = objects.iter().map(|o| ctx.object_key(&o.key)).collect();
         let current = self.store.get_many::<ObjectRecord>(&keys).await?;
         let now = now_rfc3339();
+        let now_ms = unix_ms();
         let mut started = Vec::with_capacity(objects.len());
         for ((key, found), obj) in keys.into_iter().zip(current).zip(objects) {
             let Some(found) = found else {
@@ -174,7 +243,9 @@ impl Engine {
             let Ok(mut rec) = found.value.start_attempt(&now) else {
                 return Ok(false);
             };
-            if rec.exhausted(job.max_attempts) {
+            if rec.exhausted(job.max_attempts)
+                || rec.take_lease(1, owner, now_ms, LEASE_TTL_MS).is_err()
+            {
                 return Ok(false);
             }
             // Counted before the request, like every fetch (see `copy_one`).
@@ -188,7 +259,8 @@ impl Engine {
         {
             return Ok(false);
         }
-        let results: Vec<(ObjectStatus, Option<String>)> = futures::stream::iter(objects)
+        let holds: Vec<(Key, u64)> = started.iter().map(|(k, ..)| (k.clone(), 1)).collect();
+        let copies = futures::stream::iter(objects)
             .map(|obj| async move {
                 let _permit = ctx.limits.objects.acquire().await.ok();
                 let copied = match sync::destination_key(
@@ -209,8 +281,8 @@ impl Engine {
                 }
             })
             .buffered(job.concurrency.max(1) as usize)
-            .collect()
-            .await;
+            .collect::<Vec<(ObjectStatus, Option<String>)>>();
+        let results = self.leased(&holds, owner, copies).await;
         let now = now_rfc3339();
         let mut sums: std::collections::BTreeMap<&'static str, i64> = Default::default();
         let mut ended = Vec::with_capacity(started.len());
@@ -229,14 +301,108 @@ impl Engine {
             .replace_many_counted(&ended, &ctx.run_key(), Some(&counters))
             .await?
         {
-            // A record moved under us (a duplicate delivery in another instance): end them one by
-            // one, where a second end is refused, so nothing counts twice.
+            // A record moved since the start (its lease was renewed during a long group, or a
+            // delivery took it over after the lease lapsed): end them one by one, where a second end
+            // is refused, so nothing counts twice.
             drop(claims);
             for (obj, (status, error)) in objects.iter().zip(results) {
                 self.end_object(ctx, &obj.key, status, error, false).await?;
             }
         }
         Ok(true)
+    }
+
+    /// Runs `work` while renewing the leases `holds` (record key, slot) of `owner`. A renewal that
+    /// finds the lease gone (the object ended, or the lease lapsed and another delivery took it) stops
+    /// renewing that one; the work goes on, since what it writes is conditional anyway.
+    async fn leased<T>(
+        &self,
+        holds: &[(Key, u64)],
+        owner: &str,
+        work: impl std::future::Future<Output = T>,
+    ) -> T {
+        let renew = async {
+            let mut live = vec![true; holds.len()];
+            loop {
+                tokio::time::sleep(LEASE_RENEW).await;
+                let until = unix_ms() + LEASE_TTL_MS;
+                let renewed = futures::future::join_all(
+                    holds
+                        .iter()
+                        .zip(&live)
+                        .filter(|(_, live)| **live)
+                        .map(|((key, slot), _)| self.renew(key, *slot, owner, until)),
+                )
+                .await;
+                let mut renewed = renewed.into_iter();
+                for l in live.iter_mut().filter(|l| **l) {
+                    *l = renewed.next().unwrap_or(false);
+                }
+            }
+        };
+        tokio::select! {
+            out = work => out,
+            _ = renew => unreachable!("lease renewals never end"),
+        }
+    }
+
+    /// Moves the end of `owner`'s lease on `slot` to `until_ms`; `false` once it is not `owner`'s.
+    async fn renew(&self, key: &Key, slot: u64, owner: &str, until_ms: u64) -> bool {
+        let patch = Patch::new()
+            .set(&format!("leases.{slot}.until_ms"), &until_ms)
+            .and_then(|p| p.require_eq(&format!("leases.{slot}.owner"), &owner));
+        match patch {
+            Ok(p) => match self.store.patch(key, &p).await {
+                Ok(held) => held,
+                Err(e) => {
+                    // Not fatal: the next renewal tries again within the lease's lifetime.
+                    tracing::debug!(error = %e, "lease renewal failed");
+                    true
+                }
+            },
+            Err(_) => false,
+        }
+    }
+
+    /// Lets `owner`'s lease on `slot` go, so the next delivery of that slot need not wait it out.
+    async fn release(&self, key: &Key, slot: u64, owner: &str) {
+        let _ = self.renew(key, slot, owner, 0).await;
+    }
+
+    /// Another delivery holds the object's slot until `until_ms`: send this delivery's work again for
+    /// when that lease ends, and acknowledge this one.
+    async fn come_back(
+        &self,
+        ctx: &Ctx,
+        obj: ObjectRef,
+        range: Option<(u64, u64)>,
+        until_ms: u64,
+        owner: &str,
+    ) -> anyhow::Result<()> {
+        let wait = until_ms.saturating_sub(unix_ms()).div_ceil(1000).max(1);
+        let (job_id, run_id) = (ctx.job.job_id.clone(), ctx.run_id.clone());
+        let key = obj.key.clone();
+        let message = match range {
+            Some((first, last)) => SyncMessage::CopyParts {
+                job_id,
+                run_id,
+                object: obj,
+                first,
+                last,
+                hops: 0,
+                lease: Some(owner.to_string()),
+            },
+            None => SyncMessage::CopyObjects {
+                job_id,
+                run_id,
+                objects: vec![obj],
+                hops: 0,
+                lease: Some(owner.to_string()),
+            },
+        };
+        self.queue.send_delayed(&message, wait as i32).await?;
+        tracing::info!(run_id = %ctx.run_id, object = %key, wait_secs = wait, "object busy in another delivery; its message comes back when the lease ends");
+        Ok(())
     }
 
     /// `Some(status)` when the object is done; `None` while other part ranges are still going.
@@ -468,6 +634,7 @@ impl Engine {
                         first: f,
                         last: (f + PARTS_PER_MESSAGE - 1).min(count),
                         hops: 0,
+                        lease: None,
                     })
                     .collect();
                 self.queue

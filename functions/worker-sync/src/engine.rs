@@ -4,9 +4,10 @@
 //! - `start_run` claims the job (or records a scheduled firing as skipped when the previous run is
 //!   still going), marks the run running and sends page 0 of each listing the action needs.
 //! - `list_page` lists one page (the source for copies, the destination for deletes), keeps what it
-//!   saw in a page item (a redelivery hands on exactly the same objects), creates each object's record
-//!   and adds it to the run's `total` in one transaction, then sends the copy messages (small objects in
-//!   groups, a big one alone) and the next page; the last page marks its listing done.
+//!   saw in a page item (a redelivery hands on exactly the same objects), and group by group (small
+//!   objects together, a big one alone) creates the objects' records and adds them to the run's
+//!   `total` in one transaction, then sends the group's copy message; then the next page; the last page
+//!   marks its listing done.
 //! - `copy_objects` / `copy_parts` copy objects (see [`crate::copy`]); ending an object and adding to
 //!   the run's counters is one transaction that refuses a second end, so nothing counts twice, and the
 //!   last object to end (or the last page) concludes the run under a version condition.
@@ -104,19 +105,34 @@ impl Drop for InFlight {
     }
 }
 
-fn refreshed(message: &SyncMessage) -> Option<SyncMessage> {
+/// The message a redelivery of `message` (SQS id `message_id`) is re-sent as: one more hop, and copy
+/// work keeps the first delivery's identity as a lease holder (see `copy.rs`).
+fn refreshed(message: &SyncMessage, message_id: &str) -> Option<SyncMessage> {
     let mut fresh = message.clone();
     let hops = match &mut fresh {
         SyncMessage::StartRun { .. } => return None,
-        SyncMessage::ListPage { hops, .. }
-        | SyncMessage::CopyObjects { hops, .. }
-        | SyncMessage::CopyParts { hops, .. } => hops,
+        SyncMessage::ListPage { hops, .. } => hops,
+        SyncMessage::CopyObjects { hops, lease, .. }
+        | SyncMessage::CopyParts { hops, lease, .. } => {
+            if lease.is_none() && !message_id.is_empty() {
+                *lease = Some(message_id.to_string());
+            }
+            hops
+        }
     };
     if *hops >= MAX_HOPS {
         return None;
     }
     *hops += 1;
     Some(fresh)
+}
+
+/// Who a delivery of copy work is as a lease holder: the identity its message carries (a re-sent
+/// redelivery), else its own SQS message id (random when there is none).
+fn lease_holder(lease: Option<String>, info: &RecordInfo) -> String {
+    lease
+        .or_else(|| (!info.message_id.is_empty()).then(|| info.message_id.clone()))
+        .unwrap_or_else(|| format!("{:016x}", rand::random::<u64>()))
 }
 
 /// Splits a page's objects into copy messages: a big object (more than one chunk) alone, small ones in
@@ -163,7 +179,7 @@ impl Engine {
 
     pub async fn handle(&self, message: SyncMessage, info: RecordInfo) -> Result<(), WorkError> {
         if info.receive_count > 1
-            && let Some(fresh) = refreshed(&message)
+            && let Some(fresh) = refreshed(&message, &info.message_id)
         {
             self.queue.send(&fresh).await.map_err(retry)?;
             tracing::info!(message_id = %info.message_id, receives = info.receive_count, "redelivered message re-sent fresh");
@@ -193,17 +209,23 @@ impl Engine {
                 job_id,
                 run_id,
                 objects,
+                lease,
                 ..
             } => {
                 let Some(ctx) = self.ctx(&job_id, &run_id).await? else {
                     return Ok(());
                 };
-                if self.copy_group(&ctx, &objects).await.map_err(retry)? {
+                let owner = &lease_holder(lease, &info);
+                if self
+                    .copy_group(&ctx, &objects, owner)
+                    .await
+                    .map_err(retry)?
+                {
                     self.try_conclude(&job_id, &run_id).await.map_err(retry)?;
                     return Ok(());
                 }
                 let results: Vec<Result<(), anyhow::Error>> = futures::stream::iter(objects)
-                    .map(|o| self.copy_one(&ctx, o, None, false))
+                    .map(|o| self.copy_one(&ctx, o, None, false, owner))
                     .buffer_unordered(ctx.job.concurrency.max(1) as usize)
                     .collect()
                     .await;
@@ -220,12 +242,14 @@ impl Engine {
                 object,
                 first,
                 last,
+                lease,
                 ..
             } => {
                 let Some(ctx) = self.ctx(&job_id, &run_id).await? else {
                     return Ok(());
                 };
-                self.copy_one(&ctx, object, Some((first, last)), true)
+                let owner = &lease_holder(lease, &info);
+                self.copy_one(&ctx, object, Some((first, last)), true, owner)
                     .await
                     .map_err(retry)
             }
@@ -486,6 +510,57 @@ impl Engine {
 
     // ------------------------------------------------------------------------------------ pages
 
+    /// Creates the records of listed `entries` and adds them to the run's `total`: in transactions of
+    /// up to [`MAX_BATCH_CREATES`](ferry_shared::store::MAX_BATCH_CREATES); when a record exists already (a redelivery, or a copy message that
+    /// outran its page), one by one, counting only the new ones.
+    async fn record_listed(
+        &self,
+        ctx: &Ctx,
+        entries: &[ObjectRef],
+        op: ObjectOp,
+        now: &str,
+    ) -> Result<(), WorkError> {
+        let (job_id, run_id) = (&ctx.job.job_id, &ctx.run_id);
+        let records: Vec<(Key, ObjectRecord)> = entries
+            .iter()
+            .map(|e| {
+                (
+                    ctx.object_key(&e.key),
+                    ObjectRecord::pending(job_id, run_id, &e.key, &e.meta(), op, now),
+                )
+            })
+            .collect();
+        if self
+            .store
+            .create_many_counted(&records, &ctx.run_key(), "counts.total")
+            .await
+            .map_err(retry)?
+        {
+            return Ok(());
+        }
+        let run_key = ctx.run_key();
+        futures::stream::iter(records)
+            .map(|(key, record)| {
+                let run_key = &run_key;
+                async move {
+                    self.store
+                        .create_counted(
+                            &key,
+                            &Meta::default(),
+                            &record,
+                            run_key,
+                            &Patch::new().add("counts.total", 1),
+                        )
+                        .await
+                }
+            })
+            .buffer_unordered(WRITE_CONCURRENCY)
+            .try_collect::<Vec<bool>>()
+            .await
+            .map_err(retry)?;
+        Ok(())
+    }
+
     async fn list_page(
         &self,
         job_id: &str,
@@ -543,58 +618,27 @@ impl Engine {
             Side::Destination => ObjectOp::Delete,
         };
         let now = now_rfc3339();
-        // Every record and the run's `total` in a few transactions; when a record exists already (a
-        // redelivery, or a copy message that outran this page), one by one, counting only new ones.
-        let records: Vec<(Key, ObjectRecord)> = listed
-            .entries
-            .iter()
-            .map(|e| {
-                (
-                    ctx.object_key(&e.key),
-                    ObjectRecord::pending(job_id, run_id, &e.key, &e.meta(), op, &now),
-                )
-            })
-            .collect();
-        let all_new = self
-            .store
-            .create_many_counted(&records, &ctx.run_key(), "counts.total")
-            .await
-            .map_err(retry)?;
-        futures::stream::iter(listed.entries.iter().filter(|_| !all_new))
-            .map(|e| {
-                let record = ObjectRecord::pending(job_id, run_id, &e.key, &e.meta(), op, &now);
-                let key = ctx.object_key(&e.key);
-                let run_key = ctx.run_key();
-                async move {
-                    self.store
-                        .create_counted(
-                            &key,
-                            &Meta::default(),
-                            &record,
-                            &run_key,
-                            &Patch::new().add("counts.total", 1),
-                        )
-                        .await
-                }
-            })
-            .buffer_unordered(WRITE_CONCURRENCY)
-            .try_collect::<Vec<bool>>()
-            .await
-            .map_err(retry)?;
         match side {
+            // Group by group: the group's records and its share of the run's `total` in one
+            // transaction, then its copy message, so the first copies start while the rest of the page
+            // is still being recorded (in other instances: the sync source scales out).
             Side::Source => {
-                let messages: Vec<SyncMessage> = group(&listed.entries, ctx.job.chunk_size)
-                    .into_iter()
-                    .map(|objects| SyncMessage::CopyObjects {
-                        job_id: job_id.to_string(),
-                        run_id: run_id.to_string(),
-                        objects,
-                        hops: 0,
-                    })
-                    .collect();
-                self.queue.send_all(&messages).await.map_err(retry)?;
+                for objects in group(&listed.entries, ctx.job.chunk_size) {
+                    self.record_listed(&ctx, &objects, op, &now).await?;
+                    self.queue
+                        .send(&SyncMessage::CopyObjects {
+                            job_id: job_id.to_string(),
+                            run_id: run_id.to_string(),
+                            objects,
+                            hops: 0,
+                            lease: None,
+                        })
+                        .await
+                        .map_err(retry)?;
+                }
             }
             Side::Destination => {
+                self.record_listed(&ctx, &listed.entries, op, &now).await?;
                 let results: Vec<anyhow::Result<()>> = futures::stream::iter(listed.entries)
                     .map(|e| self.delete_one(&ctx, e))
                     .buffer_unordered(ctx.job.concurrency.max(1) as usize)
@@ -891,7 +935,7 @@ mod tests {
             trigger: Trigger::Api,
             run_id: None,
         };
-        assert!(refreshed(&start).is_none());
+        assert!(refreshed(&start, "m1").is_none());
         let page = SyncMessage::ListPage {
             job_id: "j".into(),
             run_id: "r".into(),
@@ -900,8 +944,37 @@ mod tests {
             token: None,
             hops: MAX_HOPS - 1,
         };
-        let once = refreshed(&page).unwrap();
+        let once = refreshed(&page, "m1").unwrap();
         assert!(matches!(once, SyncMessage::ListPage { hops, .. } if hops == MAX_HOPS));
-        assert!(refreshed(&once).is_none());
+        assert!(refreshed(&once, "m2").is_none());
+    }
+
+    #[test]
+    fn a_refreshed_copy_keeps_its_first_deliverys_lease_identity() {
+        let copy = SyncMessage::CopyParts {
+            job_id: "j".into(),
+            run_id: "r".into(),
+            object: obj("big", 1 << 30),
+            first: 1,
+            last: 64,
+            hops: 0,
+            lease: None,
+        };
+        let once = refreshed(&copy, "m1").unwrap();
+        assert!(
+            matches!(&once, SyncMessage::CopyParts { lease: Some(l), hops: 1, .. } if l == "m1")
+        );
+        // A second crash: still the first delivery's identity, so it takes over its own lease.
+        let twice = refreshed(&once, "m2").unwrap();
+        assert!(
+            matches!(&twice, SyncMessage::CopyParts { lease: Some(l), hops: 2, .. } if l == "m1")
+        );
+        let info = |id: &str| RecordInfo {
+            message_id: id.into(),
+            receive_count: 1,
+        };
+        assert_eq!(lease_holder(Some("m1".into()), &info("m9")), "m1");
+        assert_eq!(lease_holder(None, &info("m9")), "m9");
+        assert_ne!(lease_holder(None, &info("")), lease_holder(None, &info("")));
     }
 }

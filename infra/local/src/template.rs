@@ -418,7 +418,7 @@ mod tests {
             .expect("SyncQueue event source");
         assert_eq!(src.batch_size, 10);
         assert!(src.reports_batch_item_failures());
-        assert_eq!(src.max_concurrency, None);
+        assert_eq!(src.max_concurrency, Some(20));
         let ticks = t.function_by_binary("worker-loader").unwrap();
         assert_eq!(ticks.sqs_events[0].max_concurrency, Some(50));
         // Globals' Timeout applies where a function sets none.

@@ -234,6 +234,20 @@ pub struct ObjectRecord {
     /// run's own copy, so it ends the object as processed, not skipped.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub copy_started: bool,
+    /// Deliveries working on the object right now, by slot (the first part of the range a message
+    /// covers; `0` for the message that only fans a huge object out into part ranges). See [`Lease`].
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub leases: BTreeMap<String, Lease>,
+}
+
+/// A delivery's hold on a slot of an object. While `until_ms` (Unix ms) lies ahead, another delivery
+/// of the same slot, a duplicate running elsewhere at the same time, leaves it alone and comes back
+/// later; the holder renews the lease while it works, and a holder that dies simply stops renewing,
+/// so its redelivered message takes over once the lease has lapsed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lease {
+    pub owner: String,
+    pub until_ms: u64,
 }
 
 /// An object as a listing saw it.
@@ -533,7 +547,39 @@ impl ObjectRecord {
             bytes_fetched: 0,
             idle_attempts: 0,
             copy_started: false,
+            leases: BTreeMap::new(),
         }
+    }
+
+    /// When another delivery's live lease on `slot` ends (Unix ms); `None` if the slot is free, lapsed
+    /// or `owner`'s own.
+    pub fn leased_until(&self, slot: u64, owner: &str, now_ms: u64) -> Option<u64> {
+        self.leases
+            .get(&slot.to_string())
+            .filter(|l| l.owner != owner && l.until_ms > now_ms)
+            .map(|l| l.until_ms)
+    }
+
+    /// Takes (or renews) the lease on `slot` for `owner` until `now_ms + ttl_ms`; `Err` with the end
+    /// of the current holder's lease while another delivery holds it.
+    pub fn take_lease(
+        &mut self,
+        slot: u64,
+        owner: &str,
+        now_ms: u64,
+        ttl_ms: u64,
+    ) -> Result<(), u64> {
+        if let Some(until) = self.leased_until(slot, owner, now_ms) {
+            return Err(until);
+        }
+        self.leases.insert(
+            slot.to_string(),
+            Lease {
+                owner: owner.to_string(),
+                until_ms: now_ms + ttl_ms,
+            },
+        );
+        Ok(())
     }
 
     /// Marks that a delivery is about to write the destination (see [`ObjectRecord::copy_started`]).
@@ -588,6 +634,7 @@ impl ObjectRecord {
         }
         self.status = status;
         self.error = error;
+        self.leases.clear();
         if status == ObjectStatus::Processed && self.op == ObjectOp::Copy {
             self.last_position = self.object_size;
         }
@@ -747,6 +794,32 @@ mod tests {
             created_at: "t0".into(),
             updated_at: "t0".into(),
         }
+    }
+
+    #[test]
+    fn a_live_lease_keeps_other_deliveries_off_its_slot_until_it_lapses() {
+        let meta = ObjectMeta {
+            size: 10,
+            etag: None,
+            last_modified: None,
+            source_etag: None,
+        };
+        let mut r = ObjectRecord::pending("j", "r", "k", &meta, ObjectOp::Copy, "t0");
+        assert_eq!(r.take_lease(1, "a", 1_000, 6_000), Ok(()));
+        // Another delivery of the same slot is refused until the lease's end; other slots are free.
+        assert_eq!(r.take_lease(1, "b", 2_000, 6_000), Err(7_000));
+        assert_eq!(r.leased_until(1, "b", 6_999), Some(7_000));
+        assert_eq!(r.take_lease(65, "b", 2_000, 6_000), Ok(()));
+        // The holder renews its own lease.
+        assert_eq!(r.take_lease(1, "a", 5_000, 6_000), Ok(()));
+        assert_eq!(r.leased_until(1, "b", 10_000), Some(11_000));
+        assert_eq!(r.leased_until(1, "a", 10_000), None);
+        // Once lapsed (the holder died), anyone takes it over.
+        assert_eq!(r.take_lease(1, "b", 11_000, 6_000), Ok(()));
+        assert_eq!(r.leases["1"].owner, "b");
+        // Ending the object lets every lease go.
+        let ended = r.end(ObjectStatus::Processed, None, "t1").unwrap();
+        assert!(ended.leases.is_empty());
     }
 
     #[test]

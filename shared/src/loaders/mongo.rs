@@ -137,11 +137,11 @@ impl Mongo {
         let parallel = PARALLEL;
         let batches = super::generate_ahead(seqs, DOCS_PER_INSERT, parallel + 1, move |r| {
             r.map(|seq| {
-                let mut d =
-                    mongodb::bson::serialize_to_document(&hotel::document(&loader, seq, size))
-                        .unwrap_or_default();
-                d.insert("_id", seq as i64);
-                d
+                // `_id` first (the map is ordered by key, `_` before the template's lowercase names),
+                // where the server keeps it: it need not move it on insert.
+                let mut m = hotel::document(&loader, seq, size);
+                m.insert("_id".into(), serde_json::json!(seq as i64));
+                mongodb::bson::serialize_to_document(&m).unwrap_or_default()
             })
             .collect::<Vec<Document>>()
         });
