@@ -13,8 +13,10 @@ use sqlx::{AssertSqlSafe, Row};
 /// Connections in a loader's pool (worker-loader), and multi-row INSERTs in flight on them during a fill.
 pub const POOL: u32 = 4;
 pub const FILL_PARALLEL: usize = 4;
-/// Rows per multi-row INSERT (fewer for a table so wide that the parameters would pass 60,000).
+/// Rows per multi-row INSERT, and the size past which a statement ends early (far below the server's
+/// `max_allowed_packet`, 16 MiB by default on MariaDB, 64 MiB on MySQL 8).
 pub const ROWS_PER_INSERT: usize = 1000;
+pub const MAX_STATEMENT_BYTES: usize = 4 << 20;
 
 #[derive(Debug, Clone)]
 pub struct Column {
@@ -205,8 +207,12 @@ impl Mysql {
         Ok(lo.zip(hi).map(|(l, h)| (l.max(0) as u64, h.max(0) as u64)))
     }
 
-    /// Inserts rows `seqs` of `loader_id` with multi-row INSERTs of up to [`ROWS_PER_INSERT`] rows,
-    /// `parallel` statements at a time; the rows of the next statements are generated meanwhile.
+    /// Inserts rows `seqs` of `loader_id` with multi-row INSERTs of up to [`ROWS_PER_INSERT`] rows (and
+    /// [`MAX_STATEMENT_BYTES`]), `parallel` statements at a time. The statements are SQL text with the
+    /// values inlined (see [`sql_value`]), written by the generating thread while the previous ones
+    /// run: no prepare round trip, no limit of 65,535 bound parameters, and no entry in the
+    /// connection's statement cache for each new batch size (see `exec` for what an eviction costs).
+    /// As fast as prepared multi-row INSERTs for a fill (bench/RESULTS.md).
     pub async fn insert(
         &self,
         cols: &[Column],
@@ -221,42 +227,45 @@ impl Mysql {
                 "the table has no column to fill".into(),
             ));
         }
-        // A prepared statement takes at most 65,535 parameters.
-        let per_stmt = (60_000 / used.len()).clamp(1, ROWS_PER_INSERT) as u64;
         let names = used
             .iter()
             .map(|c| q(&c.name))
             .collect::<Vec<_>>()
             .join(",");
-        let one = format!("({})", vec!["?"; used.len()].join(","));
+        let head = format!("INSERT INTO {} ({names}) VALUES ", self.full());
         let loader = loader_id.to_string();
-        let rows = super::generate_ahead(seqs, per_stmt, parallel + 1, move |r| {
-            let refs: Vec<&Column> = used.iter().collect();
-            r.map(|seq| row_values(&refs, &loader, seq, size))
-                .collect::<Vec<_>>()
-        });
-        let results: Vec<Result<u64, TargetError>> = rows
-            .map(|chunk| {
-                let sql = format!(
-                    "INSERT INTO {} ({names}) VALUES {}",
-                    self.full(),
-                    vec![one.as_str(); chunk.len()].join(",")
-                );
-                async move {
-                    let mut query = sqlx::query(AssertSqlSafe(sql));
-                    for v in chunk.into_iter().flatten() {
-                        query = match v {
-                            Val::Int(i) => query.bind(i),
-                            Val::Float(f) => query.bind(f),
-                            Val::Text(s) => query.bind(s),
-                        };
+        let statements =
+            super::generate_ahead(seqs, ROWS_PER_INSERT as u64, parallel + 1, move |r| {
+                let refs: Vec<&Column> = used.iter().collect();
+                let mut out = Vec::new();
+                let mut sql = String::new();
+                for seq in r {
+                    if sql.len() >= MAX_STATEMENT_BYTES {
+                        out.push(std::mem::take(&mut sql));
                     }
-                    query
-                        .execute(&self.pool)
-                        .await
-                        .map(|r| r.rows_affected())
-                        .map_err(classify)
+                    sql.push_str(if sql.is_empty() { &head } else { "," });
+                    sql.push('(');
+                    for (i, v) in row_values(&refs, &loader, seq, size).iter().enumerate() {
+                        if i > 0 {
+                            sql.push(',');
+                        }
+                        sql_value(v, &mut sql);
+                    }
+                    sql.push(')');
                 }
+                if !sql.is_empty() {
+                    out.push(sql);
+                }
+                out
+            });
+        let results: Vec<Result<u64, TargetError>> = statements
+            .flat_map(futures::stream::iter)
+            .map(|sql| async move {
+                sqlx::raw_sql(AssertSqlSafe(sql))
+                    .execute(&self.pool)
+                    .await
+                    .map(|r| r.rows_affected())
+                    .map_err(classify)
             })
             .buffer_unordered(parallel.max(1))
             .collect()
@@ -350,6 +359,39 @@ impl Mysql {
         self.exec(format!("DROP TABLE IF EXISTS {}", self.full()))
             .await
             .map(|_| ())
+    }
+}
+
+/// `v` as an SQL literal, the same under every `sql_mode`: numbers as they print (a non-finite float
+/// as NULL), text quoted with quotes doubled, or as a hex literal with a utf8mb4 introducer when it
+/// holds a backslash (whose meaning inside quotes depends on NO_BACKSLASH_ESCAPES).
+pub fn sql_value(v: &Val, out: &mut String) {
+    use std::fmt::Write;
+    match v {
+        Val::Int(i) => {
+            let _ = write!(out, "{i}");
+        }
+        Val::Float(f) if f.is_finite() => {
+            let _ = write!(out, "{f}");
+        }
+        Val::Float(_) => out.push_str("NULL"),
+        Val::Text(s) if s.contains('\\') => {
+            out.push_str("_utf8mb4 X'");
+            for b in s.bytes() {
+                let _ = write!(out, "{b:02x}");
+            }
+            out.push('\'');
+        }
+        Val::Text(s) => {
+            out.push('\'');
+            for c in s.chars() {
+                if c == '\'' {
+                    out.push('\'');
+                }
+                out.push(c);
+            }
+            out.push('\'');
+        }
     }
 }
 
@@ -501,6 +543,21 @@ mod tests {
             auto_increment: false,
             primary: false,
         }
+    }
+
+    #[test]
+    fn values_are_literals_under_every_sql_mode() {
+        let lit = |v: Val| {
+            let mut s = String::new();
+            sql_value(&v, &mut s);
+            s
+        };
+        assert_eq!(lit(Val::Int(-42)), "-42");
+        assert_eq!(lit(Val::Float(123.45)), "123.45");
+        assert_eq!(lit(Val::Float(f64::NAN)), "NULL");
+        assert_eq!(lit(Val::Text("O'Hara's Inn".into())), "'O''Hara''s Inn'");
+        assert_eq!(lit(Val::Text("a\\'b".into())), "_utf8mb4 X'615c2762'");
+        assert_eq!(lit(Val::Text("café".into())), "'café'");
     }
 
     #[test]
