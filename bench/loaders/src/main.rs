@@ -136,16 +136,17 @@ async fn main() -> Result<()> {
         rounds: next(2)? as usize,
     };
     let fill_batch = engine_const("FILL_BATCH")?;
+    let mysql_fill_batch = engine_const("MYSQL_FILL_BATCH")?;
     let crud_batch = engine_const("CRUD_BATCH")?;
     println!(
-        "engine: FILL_BATCH {fill_batch}, CRUD_BATCH {crud_batch}; mysql pool {} connections, {} INSERTs in flight",
+        "engine: FILL_BATCH {fill_batch} (MySQL {mysql_fill_batch}), CRUD_BATCH {crud_batch}; mysql pool {} connections, {} INSERTs in flight",
         mysql::POOL,
         mysql::FILL_PARALLEL
     );
     let only = std::env::var("BENCH_ONLY").unwrap_or_default();
     let want = |s: &str| only.is_empty() || only.split(',').any(|o| o == s);
     if want("mysql") {
-        bench_mysql(&args, fill_batch, crud_batch).await?;
+        bench_mysql(&args, mysql_fill_batch, crud_batch).await?;
     }
     if want("mongo") {
         bench_mongo(&args, fill_batch).await?;

@@ -61,6 +61,48 @@ pub struct Rating {
     pub overall: i64,
 }
 
+/// Values per field drawn once per process from the `fake` crate's English lists (with a fixed seed),
+/// which each hotel then combines with its own random generator. Asking `fake` for every field of every
+/// hotel cost more than the database write it fed (a MySQL fill spent a core on it); combinations of a
+/// few hundred real values per field keep documents as varied and as realistic, and `name`, `url`,
+/// `email` and `key` still embed the sequence number, so no two are alike.
+struct Pools {
+    cities: Vec<String>,
+    last_names: Vec<String>,
+    first_names: Vec<String>,
+    names: Vec<String>,
+    suffixes: Vec<String>,
+    streets: Vec<String>,
+    numbers: Vec<String>,
+    countries: Vec<String>,
+    phones: Vec<String>,
+}
+
+const POOL_SIZE: usize = 1024;
+
+static POOLS: std::sync::LazyLock<Pools> = std::sync::LazyLock::new(|| {
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(0x686f_7465_6c73);
+    let r = &mut rng;
+    let mut draw = |f: &dyn Fn(&mut Xoshiro256PlusPlus) -> String| -> Vec<String> {
+        (0..POOL_SIZE).map(|_| f(r)).collect()
+    };
+    Pools {
+        cities: draw(&|r| CityName().fake_with_rng(r)),
+        last_names: draw(&|r| LastName().fake_with_rng(r)),
+        first_names: draw(&|r| FirstName().fake_with_rng(r)),
+        names: draw(&|r| Name().fake_with_rng(r)),
+        suffixes: draw(&|r| DomainSuffix().fake_with_rng(r)),
+        streets: draw(&|r| StreetName().fake_with_rng(r)),
+        numbers: draw(&|r| BuildingNumber().fake_with_rng(r)),
+        countries: draw(&|r| CountryName().fake_with_rng(r)),
+        phones: draw(&|r| PhoneNumber().fake_with_rng(r)),
+    }
+});
+
+fn pick<'a>(r: &mut Xoshiro256PlusPlus, values: &'a [String]) -> &'a str {
+    &values[r.random_range(0..values.len())]
+}
+
 /// A seed from the loader id and the sequence number (FNV-1a, then SplitMix64 to spread the bits).
 fn seed(loader_id: &str, seq: u64) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
@@ -92,19 +134,20 @@ impl Hotel {
     pub fn generate(loader_id: &str, seq: u64) -> Hotel {
         let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed(loader_id, seq));
         let r = &mut rng;
-        let city: String = CityName().fake_with_rng(r);
-        let last: String = LastName().fake_with_rng(r);
+        let p = &*POOLS;
+        let city = pick(r, &p.cities).to_string();
+        let last = pick(r, &p.last_names);
         let kind = TYPES[r.random_range(0..TYPES.len())];
         let name = format!("{last} {city} {kind} #{seq}");
         let slug: String = name
             .chars()
             .filter(|c| c.is_ascii_alphanumeric())
-            .collect::<String>()
-            .to_ascii_lowercase();
-        let suffix: String = DomainSuffix().fake_with_rng(r);
-        let first: String = FirstName().fake_with_rng(r);
+            .map(|c| c.to_ascii_lowercase())
+            .collect();
+        let suffix = pick(r, &p.suffixes);
+        let first = pick(r, &p.first_names);
         let public_likes: Vec<String> = (0..r.random_range(1..6))
-            .map(|_| Name().fake_with_rng::<String, _>(r))
+            .map(|_| pick(r, &p.names).to_string())
             .collect();
         let reviews: Vec<Review> = (0..r.random_range(1..4))
             .map(|_| {
@@ -113,7 +156,7 @@ impl Hotel {
                 let year = r.random_range(2015..2026);
                 Review {
                     date: format!("{year:04}-{month:02}-{day:02}"),
-                    author: Name().fake_with_rng::<String, _>(r),
+                    author: pick(r, &p.names).to_string(),
                     rating: Rating {
                         value: r.random_range(1..6),
                         cleanliness: r.random_range(1..6),
@@ -122,10 +165,10 @@ impl Hotel {
                 }
             })
             .collect();
-        let street: String = StreetName().fake_with_rng(r);
-        let number: String = BuildingNumber().fake_with_rng(r);
-        let country: String = CountryName().fake_with_rng(r);
-        let phone: String = PhoneNumber().fake_with_rng(r);
+        let street = pick(r, &p.streets);
+        let number = pick(r, &p.numbers);
+        let country = pick(r, &p.countries).to_string();
+        let phone = pick(r, &p.phones).to_string();
         Hotel {
             country,
             address: format!("{number} {street}"),
