@@ -8,8 +8,8 @@ Peer, measured in the same run: `init-floor`, a lambda_runtime function with no 
 floor any Rust Lambda pays). The ratio printed is ferry / floor.
 
 Binaries: the deploy artifacts `sam build` makes (cargo lambda build --release, x86_64, zig linker) in
-$CARGO_TARGET_DIR/lambda/<name>/bootstrap when present, else target/release/<name> (BINARIES=release forces
-the latter). The floor is built the same way (`cargo lambda build --release -p init-floor`).
+$CARGO_TARGET_DIR/lambda/<name>/bootstrap when present, else target/release/<name>; BINARIES=<profile dir>
+(e.g. release) takes target/<profile dir>/<name> instead. The floor is built the same way (`cargo lambda build --release -p init-floor`).
 
 Run:  make up && python3 bench/init_time.py        (needs the local stack for the functions' env + secret)
 """
@@ -56,8 +56,11 @@ def runs_here(path):
     return len(head) == 20 and int.from_bytes(head[18:20], "little") == machine
 
 def binary(name):
+    profile = os.environ.get("BINARIES")
+    if profile:
+        return os.path.join(TARGET, profile, name)
     lam = os.path.join(TARGET, "lambda", name, "bootstrap")
-    if os.environ.get("BINARIES") != "release" and os.path.exists(lam) and runs_here(lam):
+    if os.path.exists(lam) and runs_here(lam):
         return lam
     return os.path.join(TARGET, "release", name)
 
