@@ -216,11 +216,27 @@ impl EventsDb {
         &self.pool
     }
 
-    /// Applies the schema's migrations (a no-op when they are applied; sqlx serialises concurrent runs
-    /// with an advisory lock).
+    /// Applies the schema's migrations (a no-op when they are applied). Several instances cold-starting
+    /// at once all run this: sqlx takes an advisory lock, yet one instance was seen to find the other's
+    /// migration half-applied ("dirty": MySQL DDL is not transactional, so sqlx marks a migration
+    /// applied only after it ran) and exit. A dirty schema is therefore awaited for a few seconds before
+    /// it counts as an error.
     pub async fn migrate(&self) -> Result<(), SqlError> {
-        MIGRATOR.run(&self.pool).await?;
-        Ok(())
+        let mut attempt = 0;
+        loop {
+            match MIGRATOR.run(&self.pool).await {
+                Err(sqlx::migrate::MigrateError::Dirty(version)) if attempt < 20 => {
+                    attempt += 1;
+                    tracing::warn!(
+                        version,
+                        attempt,
+                        "schema migration in progress elsewhere; waiting"
+                    );
+                    tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+                }
+                other => return Ok(other?),
+            }
+        }
     }
 
     pub async fn load(&self, load_id: u64) -> Result<Option<Load>, SqlError> {

@@ -115,21 +115,35 @@ async fn request_ingest(tok: &str, key: &str) {
 }
 
 /// POSTs a query to `path`; returns (status, body, next cursor).
+/// One query through cargo lambda watch. A 500 that is not ferry's (no `{"error": …}` body, and the
+/// function logged nothing) comes from watch itself: with several instances per function it now and
+/// then answers 500 in ~90 ms while its instance pool starts or reaps an instance (seen twice in this
+/// test's page loop on 2026-12-02). That request is sent again, at most twice; a 500 of ferry's own
+/// fails the test as before.
 async fn query(path: &str, tok: &str, body: Value) -> (u16, Value, Option<String>) {
-    let resp = http()
-        .post(format!("{}{path}", base_url()))
-        .bearer_auth(tok)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let code = resp.status().as_u16();
-    let cursor = resp
-        .headers()
-        .get("x-next-cursor")
-        .map(|v| v.to_str().unwrap().to_string());
-    let body = resp.json().await.unwrap_or(Value::Null);
-    (code, body, cursor)
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let resp = http()
+            .post(format!("{}{path}", base_url()))
+            .bearer_auth(tok)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let code = resp.status().as_u16();
+        let cursor = resp
+            .headers()
+            .get("x-next-cursor")
+            .map(|v| v.to_str().unwrap().to_string());
+        let got = resp.json().await.unwrap_or(Value::Null);
+        if code == 500 && got.get("error").is_none() && attempt < 3 {
+            eprintln!("{path}: a 500 from cargo lambda watch, not ferry ({got}); sending it again");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            continue;
+        }
+        return (code, got, cursor);
+    }
 }
 
 #[tokio::test]
