@@ -182,6 +182,25 @@ impl HostedWorker {
     }
 }
 
+/// Starts a run of `job` the way a schedule firing does (a StartRun on `queue`); its run id.
+async fn start_scheduled_run(queue: &ferry_shared::queue::Queue, job: &str) -> String {
+    queue
+        .send(&SyncMessage::StartRun {
+            job_id: job.to_string(),
+            trigger: Trigger::Schedule,
+            run_id: None,
+        })
+        .await
+        .unwrap();
+    ferry_tests::eventually("the run to start", Duration::from_secs(120), || async {
+        runs(job)
+            .await
+            .first()
+            .and_then(|r| r["run_id"].as_str().map(String::from))
+    })
+    .await
+}
+
 /// A queue of the test's own (the workers' visibility timeout as in the template: long).
 async fn test_queue(sqs: &aws_sdk_sqs::Client, name: &str) -> String {
     sqs.create_queue()
@@ -207,16 +226,7 @@ async fn two_instances_given_one_object_at_once_fetch_each_byte_once() {
     const SIZE: usize = 48 * MIB; // 10 parts, streamed through the worker from a foreign store
     let foreign = ForeignMoto::start().await;
     let far = foreign.client();
-    far.create_bucket()
-        .bucket("lease-src")
-        .create_bucket_configuration(
-            aws_sdk_s3::types::CreateBucketConfiguration::builder()
-                .location_constraint(aws_sdk_s3::types::BucketLocationConstraint::EuWest1)
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
+    foreign.bucket("lease-src").await;
     let body = data(SIZE, 4242);
     let sum = md5(&body);
     put(&far, "lease-src", "one.bin", body).await;
@@ -239,21 +249,7 @@ async fn two_instances_given_one_object_at_once_fetch_each_byte_once() {
     let a = HostedWorker::start(&sqs, &queue_url, "lease-test-worker-a", 1).await;
     let b = HostedWorker::start(&sqs, &queue_url, "lease-test-worker-b", 1).await;
     let queue = ferry_shared::queue::Queue::new(sqs.clone(), queue_url.clone());
-    queue
-        .send(&SyncMessage::StartRun {
-            job_id: job.clone(),
-            trigger: Trigger::Schedule,
-            run_id: None,
-        })
-        .await
-        .unwrap();
-    let run_id = ferry_tests::eventually("the run to start", Duration::from_secs(120), || async {
-        runs(&job)
-            .await
-            .first()
-            .and_then(|r| r["run_id"].as_str().map(String::from))
-    })
-    .await;
+    let run_id = start_scheduled_run(&queue, &job).await;
     // As soon as one instance copies the object, the same work goes out twice more.
     let obj = ferry_tests::eventually("the copy to start", Duration::from_secs(120), || async {
         objects(&job, &run_id)
@@ -336,16 +332,7 @@ async fn kill_9_during_multipart_copies_loses_at_most_one_chunk_per_kill() {
     const SIZE: usize = 52 * MIB; // 4 x 52 MiB = 208 MiB, 11 parts each (10 of 5 MiB + 2 MiB)
     let foreign = ForeignMoto::start().await;
     let far = foreign.client();
-    far.create_bucket()
-        .bucket("kill-src")
-        .create_bucket_configuration(
-            aws_sdk_s3::types::CreateBucketConfiguration::builder()
-                .location_constraint(aws_sdk_s3::types::BucketLocationConstraint::EuWest1)
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
+    foreign.bucket("kill-src").await;
     let mut sums = Vec::new();
     for i in 0..OBJECTS {
         let body = data(SIZE, 500 + i);
@@ -382,21 +369,8 @@ async fn kill_9_during_multipart_copies_loses_at_most_one_chunk_per_kill() {
         .unwrap();
     let worker = HostedWorker::start(&sqs, &queue_url, "kill-test-worker", 10).await;
     let host = &worker.host;
-    ferry_shared::queue::Queue::new(sqs.clone(), queue_url.clone())
-        .send(&SyncMessage::StartRun {
-            job_id: job.clone(),
-            trigger: Trigger::Schedule,
-            run_id: None,
-        })
-        .await
-        .unwrap();
-    let run_id = ferry_tests::eventually("the run to start", Duration::from_secs(60), || async {
-        runs(&job)
-            .await
-            .first()
-            .and_then(|r| r["run_id"].as_str().map(String::from))
-    })
-    .await;
+    let queue = ferry_shared::queue::Queue::new(sqs.clone(), queue_url.clone());
+    let run_id = start_scheduled_run(&queue, &job).await;
 
     let started = Instant::now();
     let (mut kills, mut parts_at_last_kill, mut last_waste) = (0u64, 0u64, 0u64);

@@ -157,6 +157,21 @@ impl ForeignMoto {
         ForeignMoto { child, url }
     }
 
+    /// Creates bucket `name` in the foreign store (region eu-west-1).
+    pub async fn bucket(&self, name: &str) {
+        self.client()
+            .create_bucket()
+            .bucket(name)
+            .create_bucket_configuration(
+                aws_sdk_s3::types::CreateBucketConfiguration::builder()
+                    .location_constraint(aws_sdk_s3::types::BucketLocationConstraint::EuWest1)
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+    }
+
     /// A client for the foreign store, with keys of its own (moto accepts any).
     pub fn client(&self) -> aws_sdk_s3::Client {
         let conf = aws_sdk_s3::Config::builder()
