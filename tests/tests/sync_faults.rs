@@ -355,18 +355,7 @@ async fn kill_9_during_multipart_copies_loses_at_most_one_chunk_per_kill() {
 
     // The worker's own queue, and the worker under the host.
     let sqs = aws_sdk_sqs::Client::new(&ferry_tests::aws().await);
-    let queue_url = sqs
-        .create_queue()
-        .queue_name(format!("kill-sync-{}", &job[..8.min(job.len())]))
-        .attributes(
-            aws_sdk_sqs::types::QueueAttributeName::VisibilityTimeout,
-            "600",
-        )
-        .send()
-        .await
-        .unwrap()
-        .queue_url
-        .unwrap();
+    let queue_url = test_queue(&sqs, &format!("kill-sync-{}", &job[..8.min(job.len())])).await;
     let worker = HostedWorker::start(&sqs, &queue_url, "kill-test-worker", 10).await;
     let host = &worker.host;
     let queue = ferry_shared::queue::Queue::new(sqs.clone(), queue_url.clone());
