@@ -15,7 +15,9 @@ Scenarios (data set: 20 objects of 10 MiB + 200 of 100 KiB = 219.5 MiB):
      (16 threads calling CopyObject directly, no bookkeeping).
   2. foreign store: the same data on a second moto server; ferry (ranged GET + PUT through the worker)
      vs `rclone sync` between the two endpoints.
-Each tool runs REPEAT times into a fresh destination; the best time counts.
+Each tool runs REPEAT times (BENCH_REPEAT, default 2) into a fresh destination; the best time counts.
+BENCH_ONLY=bucket or BENCH_ONLY=foreign runs one scenario; BENCH_TOOLS=ferry,rclone runs only the tools
+whose label starts with one of those (for profiling one side).
 """
 
 import json
@@ -37,6 +39,8 @@ MIB = 1024 * 1024
 BIG, SMALL = 20, 200
 CONCURRENCY = 16
 REPEAT = int(os.environ.get("BENCH_REPEAT", "2"))
+ONLY = os.environ.get("BENCH_ONLY", "")  # "bucket" or "foreign": one scenario
+TOOLS = [t for t in os.environ.get("BENCH_TOOLS", "").split(",") if t]  # e.g. "ferry": only those
 MOTO = os.environ["AWS_ENDPOINT_URL"]
 WATCH = os.environ.get("FERRY_WATCH_URL", "http://127.0.0.1:9000")
 CACHE = os.environ.get("FERRY_CACHE", os.path.expanduser("~/.cache/ferry"))
@@ -150,6 +154,8 @@ def ceiling(s3, src, dst):
 
 
 def best(label, f, *args):
+    if TOOLS and not any(label.startswith(t) for t in TOOLS):
+        return float("nan")
     times = []
     for _ in range(REPEAT):
         times.append(f(*args))
@@ -179,6 +185,13 @@ def main():
         s3.create_bucket(Bucket=name)
         return name
 
+    if ONLY != "foreign":
+        bucket_to_bucket(s3, src, tag, token, fresh, dst)
+    if ONLY != "bucket":
+        foreign(src, token, dst)
+
+
+def bucket_to_bucket(s3, src, tag, token, fresh, dst):
     print("1. bucket -> bucket, same moto")
     t_ferry = best("ferry (run now -> run completed)", lambda: ferry(token, {"bucket_name": src}, dst()))
     t_aws = best("aws s3 sync", lambda: aws_sync(src, dst()))
@@ -190,6 +203,8 @@ def main():
     print(f"  ratio vs the better peer: {peer / t_ferry:.2f}x (goal >= 1.3x); "
           f"ferry at {t_ceiling / t_ferry:.0%} of the store's ceiling")
 
+
+def foreign(src, token, dst):
     print("2. foreign store (second moto) -> stack moto")
     port = free_port()
     moto = subprocess.Popen([os.path.join(CACHE, "bin", "moto_server"), "-H", "127.0.0.1", "-p",

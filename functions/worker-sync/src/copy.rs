@@ -560,7 +560,13 @@ impl Engine {
                 .await
                 .map_err(|e| S3Fail::Transient(format!("reading the source: {e}")))?
                 .into_bytes();
-            let md5 = self.check_body(obj, obj.size, &body)?;
+            // With a plain-MD5 source ETag the body is not hashed here: it goes with that MD5 as
+            // Content-MD5 (the store refuses a body that does not match) and the ETag the store
+            // answers must equal it.
+            let md5 = match obj.etag.as_deref().and_then(s3io::etag_md5) {
+                Some(m) if body.len() as u64 == obj.size => m,
+                _ => self.check_body(obj, obj.size, &body)?,
+            };
             let put = self
                 .s3
                 .put_object()
@@ -568,31 +574,35 @@ impl Engine {
                 .key(dest_key)
                 .set_content_type(content_type)
                 .set_metadata(source_etag_meta(obj))
+                .content_md5(md5.base64)
                 .body(ByteStream::from(body))
+                .customize()
+                .disable_payload_signing()
                 .send()
                 .await
                 .map_err(s3io::classify)?;
-            check_etag("put", put.e_tag.as_deref(), &md5)
+            check_etag("put", put.e_tag.as_deref(), &md5.hex)
         })
         .await
     }
 
     /// A downloaded body has the expected length and, for a whole object with a plain-MD5 ETag, that
     /// MD5; returns its MD5.
-    fn check_body(&self, obj: &ObjectRef, len: u64, body: &[u8]) -> Result<String, S3Fail> {
+    fn check_body(&self, obj: &ObjectRef, len: u64, body: &[u8]) -> Result<s3io::BodyMd5, S3Fail> {
         if body.len() as u64 != len {
             return Err(S3Fail::Transient(format!(
                 "short read: {} of {len} bytes",
                 body.len()
             )));
         }
-        let md5 = s3io::md5_hex(body);
+        let md5 = s3io::body_md5(body);
         if len == obj.size
             && let Some(e) = obj.etag.as_deref().filter(|e| s3io::is_plain_md5(e))
-            && s3io::bare(e) != md5
+            && s3io::bare(e) != md5.hex
         {
             return Err(S3Fail::Transient(format!(
-                "read verification failed: MD5 {md5}, source ETag {e}"
+                "read verification failed: MD5 {}, source ETag {e}",
+                md5.hex
             )));
         }
         Ok(md5)
@@ -818,12 +828,15 @@ impl Engine {
                 .key(dest_key)
                 .upload_id(upload_id)
                 .part_number(n as i32)
+                .content_md5(md5.base64)
                 .body(ByteStream::from(body))
+                .customize()
+                .disable_payload_signing()
                 .send()
                 .await
                 .map_err(s3io::classify)?;
-            check_etag("upload part", out.e_tag.as_deref(), &md5)?;
-            Ok(out.e_tag.unwrap_or(md5))
+            check_etag("upload part", out.e_tag.as_deref(), &md5.hex)?;
+            Ok(out.e_tag.unwrap_or(md5.hex))
         })
         .await?;
         // Conditional on the same upload and on the part not being recorded yet, so a duplicate never

@@ -7,7 +7,9 @@ use aws_sdk_s3::Client as S3;
 use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::config::retry::RetryConfig;
 use aws_sdk_s3::config::timeout::TimeoutConfig;
-use aws_sdk_s3::config::{Credentials, Region};
+use aws_sdk_s3::config::{
+    Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation,
+};
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use ferry_shared::domain::sync::backoff_ms;
 use md5::{Digest, Md5};
@@ -52,6 +54,8 @@ where
     match (status, code.as_str()) {
         (_, "PreconditionFailed") | (Some(412), _) => S3Fail::Changed,
         (_, "NoSuchUpload") => S3Fail::NoSuchUpload,
+        // The body did not match its Content-MD5: a bad read of the source, worth another one.
+        (_, "BadDigest") => S3Fail::Transient(text),
         (_, "NoSuchKey" | "NotFound" | "NoSuchBucket") | (Some(404), _) => S3Fail::NotFound(text),
         (_, "SlowDown" | "Throttling" | "ThrottlingException" | "RequestTimeout")
         | (Some(429 | 500..=599), _) => S3Fail::Transient(text),
@@ -87,8 +91,15 @@ where
     }
 }
 
+/// The engine's policies on any S3 client: no SDK retries (the engine's own are bounded by the job),
+/// and checksums only where an operation requires one. Integrity does not rest on the SDK's CRC32:
+/// every body the worker moves is MD5'd once, sent with `Content-MD5` (the store rejects a body that
+/// does not match) and checked against the source's and the destination's ETags, so a second hash
+/// of each body (and a third, SigV4's payload SHA-256, turned off per request) would only cost CPU.
 fn tuned(builder: aws_sdk_s3::config::Builder) -> aws_sdk_s3::config::Builder {
     builder
+        .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
+        .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
         .retry_config(RetryConfig::disabled())
         .timeout_config(
             TimeoutConfig::builder()
@@ -155,12 +166,40 @@ pub fn copy_source(bucket: &str, key: &str) -> String {
     out
 }
 
-pub fn md5_hex(bytes: &[u8]) -> String {
-    hex(&Md5::digest(bytes))
+/// A body's MD5 as an ETag compares it (hex) and as `Content-MD5` carries it (base64).
+pub struct BodyMd5 {
+    pub hex: String,
+    pub base64: String,
+}
+
+pub fn body_md5(bytes: &[u8]) -> BodyMd5 {
+    use base64::Engine;
+    let d = Md5::digest(bytes);
+    BodyMd5 {
+        hex: hex(&d),
+        base64: base64::engine::general_purpose::STANDARD.encode(d),
+    }
 }
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The MD5 a plain-MD5 ETag states, in both forms; `None` for any other ETag.
+pub fn etag_md5(etag: &str) -> Option<BodyMd5> {
+    use base64::Engine;
+    if !is_plain_md5(etag) {
+        return None;
+    }
+    let e = bare(etag);
+    let mut raw = [0u8; 16];
+    for (i, b) in raw.iter_mut().enumerate() {
+        *b = u8::from_str_radix(&e[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(BodyMd5 {
+        hex: e.to_ascii_lowercase(),
+        base64: base64::engine::general_purpose::STANDARD.encode(raw),
+    })
 }
 
 /// An ETag without its quotes.
@@ -204,14 +243,24 @@ mod tests {
     }
 
     #[test]
+    fn body_md5_gives_the_etag_and_the_content_md5_forms() {
+        let m = body_md5(b"hello");
+        assert_eq!(m.hex, "5d41402abc4b2a76b9719d911017c592");
+        assert_eq!(m.base64, "XUFAKrxLKna5cZ2REBfFkg==");
+        let e = etag_md5("\"5D41402ABC4B2A76B9719D911017C592\"").unwrap();
+        assert_eq!((e.hex, e.base64), (m.hex, m.base64));
+        assert!(etag_md5("\"5d41402abc4b2a76b9719d911017c592-2\"").is_none());
+    }
+
+    #[test]
     fn multipart_etag_is_md5_of_part_md5s() {
-        let a = md5_hex(b"hello");
-        let b = md5_hex(b"world");
+        let a = body_md5(b"hello").hex;
+        let b = body_md5(b"world").hex;
         let got = multipart_etag([a.as_str(), b.as_str()].into_iter()).unwrap();
         let mut both = Vec::new();
         both.extend_from_slice(&Md5::digest(b"hello"));
         both.extend_from_slice(&Md5::digest(b"world"));
-        assert_eq!(got, format!("{}-2", md5_hex(&both)));
+        assert_eq!(got, format!("{}-2", body_md5(&both).hex));
         assert!(multipart_etag(["abc-2"].into_iter()).is_none());
         assert!(is_plain_md5("\"5d41402abc4b2a76b9719d911017c592\""));
     }
