@@ -216,11 +216,13 @@ impl Engine {
                     return Ok(());
                 };
                 let owner = &lease_holder(lease, &info);
+                let began = std::time::Instant::now();
                 if self
                     .copy_group(&ctx, &objects, owner)
                     .await
                     .map_err(retry)?
                 {
+                    tracing::info!(%job_id, %run_id, objects = objects.len(), ms = began.elapsed().as_millis() as u64, "copy group done");
                     self.try_conclude(&job_id, &run_id).await.map_err(retry)?;
                     return Ok(());
                 }

@@ -52,7 +52,12 @@ pub fn client(
     let custom = endpoint_url.is_some()
         || base.endpoint_url().is_some()
         || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some();
-    let mut b = aws_sdk_s3::config::Builder::from(base).force_path_style(custom);
+    // A load generator's bodies are its own fake files: no CRC32 computed for each PUT (for the
+    // worker, nor for the store to check), and `put` sends them without SigV4's payload SHA-256;
+    // in AWS, TLS carries them.
+    let mut b = aws_sdk_s3::config::Builder::from(base)
+        .force_path_style(custom)
+        .request_checksum_calculation(aws_sdk_s3::config::RequestChecksumCalculation::WhenRequired);
     if let Some(r) = region {
         b = b.region(aws_sdk_s3::config::Region::new(r.to_string()));
     }
@@ -223,6 +228,8 @@ impl S3Target {
             .bucket(bucket)
             .key(key)
             .body(ByteStream::from(bytes))
+            .customize()
+            .disable_payload_signing()
             .send()
             .await
             .map_err(|e| failed(&format!("put {bucket}/{key}"), e))?;
