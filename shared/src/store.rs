@@ -7,7 +7,7 @@
 //!
 //! Counters and checkpoints that many writers touch at once are [`Patch`]es instead (atomic `SET a =
 //! a + n` updates that also bump `version`, so a concurrent transition re-reads rather than overwrite
-//! them); [`Store::create_counted`] and [`Store::transition_counted`] write an item and a patch of
+//! them); [`Store::transition_counted`] and [`Store::patch_many`] write an item and a patch of
 //! another item in one transaction, so an item and the counters it contributes to never disagree.
 
 use crate::domain::Conflict;
@@ -24,8 +24,8 @@ use std::collections::{BTreeMap, HashMap};
 type Item = HashMap<String, AttributeValue>;
 
 const MAX_RACE_RETRIES: usize = 8;
-/// Items created per transaction by [`Store::create_many_counted`] (DynamoDB allows 100 per
-/// transaction; one is the counter).
+/// Items written per transaction by [`Store::create_many`] and [`Store::replace_many_counted`]
+/// (DynamoDB allows 100 per transaction; one is left for a counter).
 pub const MAX_BATCH_CREATES: usize = 99;
 const RESERVED: [&str; 6] = ["pk", "sk", "gsi1pk", "gsi1sk", "version", "expires_at"];
 
@@ -460,41 +460,13 @@ impl Store {
             .build())
     }
 
-    /// Creates `value` at `key` and applies `counters` to `counter_key` in one transaction; `false`
-    /// (and nothing written) if the item exists, so a repeated create never counts twice.
-    pub async fn create_counted<T: Serialize>(
-        &self,
-        key: &Key,
-        meta: &Meta,
-        value: &T,
-        counter_key: &Key,
-        counters: &Patch,
-    ) -> Result<bool, StoreError> {
-        let put = self.put_op(
-            encode(key, meta, value, 1)?,
-            "attribute_not_exists(pk)",
-            None,
-        )?;
-        let upd = patch_op(&self.table, counter_key, counters)?;
-        match self.transact(vec![put, upd]).await? {
-            Ok(()) => Ok(true),
-            Err(failed) if failed.first() == Some(&true) => Ok(false),
-            Err(_) => Err(StoreError::NotFound),
-        }
-    }
-
-    /// Creates every `(key, value)` (distinct keys) at version 1 and adds how many to the number at
-    /// `counter` of `counter_key`, in one transaction per [`MAX_BATCH_CREATES`] items. `false` when an
-    /// item of a transaction exists already (that transaction wrote nothing): the caller then creates
-    /// the items one by one with [`Store::create_counted`], which counts only the new ones.
-    pub async fn create_many_counted<T: Serialize>(
-        &self,
-        items: &[(Key, T)],
-        counter_key: &Key,
-        counter: &str,
-    ) -> Result<bool, StoreError> {
+    /// Creates every `(key, value)` (distinct keys) at version 1, in one transaction per
+    /// [`MAX_BATCH_CREATES`] items. `false` when an item of a transaction exists already (that
+    /// transaction wrote nothing; earlier ones stay): the caller then goes one by one with
+    /// [`Store::create`].
+    pub async fn create_many<T: Serialize>(&self, items: &[(Key, T)]) -> Result<bool, StoreError> {
         for chunk in items.chunks(MAX_BATCH_CREATES) {
-            let mut ops = Vec::with_capacity(chunk.len() + 1);
+            let mut ops = Vec::with_capacity(chunk.len());
             for (key, value) in chunk {
                 ops.push(self.put_op(
                     encode(key, &Meta::default(), value, 1)?,
@@ -502,20 +474,23 @@ impl Store {
                     None,
                 )?);
             }
-            ops.push(patch_op(
-                &self.table,
-                counter_key,
-                &Patch::new().add(counter, chunk.len() as i64),
-            )?);
             match self.transact(ops).await? {
                 Ok(()) => {}
-                Err(failed) if failed[..chunk.len().min(failed.len())].iter().any(|f| *f) => {
-                    return Ok(false);
-                }
+                Err(failed) if failed.iter().any(|f| *f) => return Ok(false),
                 Err(_) => return Err(StoreError::NotFound),
             }
         }
         Ok(true)
+    }
+
+    /// Applies every patch (distinct keys, at most 100) in one transaction; `false`, and nothing
+    /// written, when a patch's condition (its `require_*`, or the item's existence) fails.
+    pub async fn patch_many(&self, patches: &[(Key, Patch)]) -> Result<bool, StoreError> {
+        let ops = patches
+            .iter()
+            .map(|(key, patch)| patch_op(&self.table, key, patch))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(self.transact(ops).await?.is_ok())
     }
 
     /// Like [`Store::transition`], with the transition also naming a patch of `counter_key` that is

@@ -133,7 +133,8 @@ impl Engine {
             .await
         {
             Err(StoreError::NotFound) => {
-                // Normally created by the listing page; a message that outlived its record recreates it.
+                // Created (and counted in the run's total) by the listing page before it sent this
+                // message; a message that outlived its record recreates it, without counting again.
                 let rec = ObjectRecord::pending(
                     &ctx.job.job_id,
                     &ctx.run_id,
@@ -142,15 +143,10 @@ impl Engine {
                     ObjectOp::Copy,
                     &now_rfc3339(),
                 );
-                self.store
-                    .create_counted(
-                        &key,
-                        &Meta::default(),
-                        &rec,
-                        &ctx.run_key(),
-                        &Patch::new().add("counts.total", 1),
-                    )
-                    .await?;
+                match self.store.create(&key, &Meta::default(), &rec).await {
+                    Ok(()) | Err(StoreError::Exists) => {}
+                    Err(e) => return Err(e.into()),
+                }
                 self.store
                     .transition(&key, |_: &ObjectRecord| Meta::default(), start)
                     .await

@@ -45,6 +45,8 @@ pub const PARTS_PER_MESSAGE: u64 = 64;
 const MAX_HOPS: u32 = 100;
 /// Concurrent record writes while handing on a page.
 const WRITE_CONCURRENCY: usize = 16;
+/// Copy groups of one page recorded (and sent) at once.
+const GROUP_WRITERS: usize = 8;
 
 pub struct Engine {
     pub store: Store,
@@ -512,9 +514,10 @@ impl Engine {
 
     // ------------------------------------------------------------------------------------ pages
 
-    /// Creates the records of listed `entries` and adds them to the run's `total`: in transactions of
-    /// up to [`MAX_BATCH_CREATES`](ferry_shared::store::MAX_BATCH_CREATES); when a record exists already (a redelivery, or a copy message that
-    /// outran its page), one by one, counting only the new ones.
+    /// Creates the records of listed `entries`: in transactions of up to
+    /// [`MAX_BATCH_CREATES`](ferry_shared::store::MAX_BATCH_CREATES); when a record exists already (a
+    /// redelivered page), one by one, skipping those. The run's `total` is not touched here: a page
+    /// adds its whole count once, when it is marked done (see `list_page`).
     async fn record_listed(
         &self,
         ctx: &Ctx,
@@ -532,35 +535,73 @@ impl Engine {
                 )
             })
             .collect();
-        if self
-            .store
-            .create_many_counted(&records, &ctx.run_key(), "counts.total")
-            .await
-            .map_err(retry)?
-        {
+        if self.store.create_many(&records).await.map_err(retry)? {
             return Ok(());
         }
-        let run_key = ctx.run_key();
         futures::stream::iter(records)
-            .map(|(key, record)| {
-                let run_key = &run_key;
-                async move {
-                    self.store
-                        .create_counted(
-                            &key,
-                            &Meta::default(),
-                            &record,
-                            run_key,
-                            &Patch::new().add("counts.total", 1),
-                        )
-                        .await
+            .map(|(key, record)| async move {
+                match self.store.create(&key, &Meta::default(), &record).await {
+                    Ok(()) | Err(StoreError::Exists) => Ok(()),
+                    Err(e) => Err(e),
                 }
             })
             .buffer_unordered(WRITE_CONCURRENCY)
-            .try_collect::<Vec<bool>>()
+            .try_collect::<Vec<()>>()
             .await
             .map_err(retry)?;
         Ok(())
+    }
+
+    /// The end of a page's listing work: its count added to the run's `total` and the page marked
+    /// done, in one transaction conditional on the page not being done yet, so a redelivered or
+    /// duplicated page counts once. After the last page, the side's listing is done.
+    async fn page_done(
+        &self,
+        ctx: &Ctx,
+        page_key: &Key,
+        side: Side,
+        entries: usize,
+        last: bool,
+    ) -> Result<(), WorkError> {
+        self.store
+            .patch_many(&[
+                (
+                    ctx.run_key(),
+                    Patch::new().add("counts.total", entries as i64),
+                ),
+                (
+                    page_key.clone(),
+                    Patch::new()
+                        .set("done", &true)
+                        .map_err(retry)?
+                        .require_eq("done", &false)
+                        .map_err(retry)?,
+                ),
+            ])
+            .await
+            .map_err(retry)?;
+        if last {
+            self.listing_done(ctx, side).await?;
+        }
+        Ok(())
+    }
+
+    async fn listing_done(&self, ctx: &Ctx, side: Side) -> Result<(), WorkError> {
+        match self
+            .store
+            .transition(
+                &ctx.run_key(),
+                |_: &Run| Meta::default(),
+                |r: Run| r.listing_done(side),
+            )
+            .await
+        {
+            Ok(_) | Err(StoreError::Conflict(_)) => {}
+            Err(e) => return Err(retry(e)),
+        }
+        self.try_conclude(&ctx.job.job_id, &ctx.run_id)
+            .await
+            .map_err(retry)
     }
 
     async fn list_page(
@@ -577,12 +618,17 @@ impl Engine {
             .get::<ListedPage>(&page_key)
             .await
             .map_err(retry)?;
-        if existing.as_ref().is_some_and(|p| p.value.done) {
-            return Ok(());
-        }
         let Some(ctx) = self.ctx(job_id, run_id).await? else {
             return Ok(());
         };
+        if let Some(p) = existing.as_ref().filter(|p| p.value.done) {
+            // Counted already; a delivery that died between that and the end of the listing left
+            // the last page's `listing_done` to this one.
+            if p.value.next_token.is_none() {
+                self.listing_done(&ctx, side).await?;
+            }
+            return Ok(());
+        }
         let listed = match existing {
             Some(p) => p.value,
             None => {
@@ -621,28 +667,35 @@ impl Engine {
         };
         let now = now_rfc3339();
         match side {
-            // Group by group: the group's records and its share of the run's `total` in one
-            // transaction, then its copy message, so the first copies start while the rest of the page
-            // is still being recorded (in other instances: the sync source scales out).
+            // Group by group, several at once: a group's records, then its copy message, so the first
+            // copies start while the rest of the page is still being recorded (in other instances:
+            // the sync source scales out).
             Side::Source => {
-                for objects in group(&listed.entries, ctx.job.chunk_size) {
-                    self.record_listed(&ctx, &objects, op, &now).await?;
-                    self.queue
-                        .send(&SyncMessage::CopyObjects {
-                            job_id: job_id.to_string(),
-                            run_id: run_id.to_string(),
-                            objects,
-                            hops: 0,
-                            lease: None,
-                        })
-                        .await
-                        .map_err(retry)?;
-                }
+                let ctx = &ctx;
+                let now = &now;
+                futures::stream::iter(group(&listed.entries, ctx.job.chunk_size))
+                    .map(|objects| async move {
+                        self.record_listed(ctx, &objects, op, now).await?;
+                        self.queue
+                            .send(&SyncMessage::CopyObjects {
+                                job_id: job_id.to_string(),
+                                run_id: run_id.to_string(),
+                                objects,
+                                hops: 0,
+                                lease: None,
+                            })
+                            .await
+                            .map(drop)
+                            .map_err(retry)
+                    })
+                    .buffer_unordered(GROUP_WRITERS)
+                    .try_collect::<Vec<()>>()
+                    .await?;
             }
             Side::Destination => {
                 self.record_listed(&ctx, &listed.entries, op, &now).await?;
-                let results: Vec<anyhow::Result<()>> = futures::stream::iter(listed.entries)
-                    .map(|e| self.delete_one(&ctx, e))
+                let results: Vec<anyhow::Result<()>> = futures::stream::iter(&listed.entries)
+                    .map(|e| self.delete_one(&ctx, e.clone()))
                     .buffer_unordered(ctx.job.concurrency.max(1) as usize)
                     .collect()
                     .await;
@@ -652,43 +705,27 @@ impl Engine {
                     .map_err(retry)?;
             }
         }
-        match &listed.next_token {
-            Some(t) => {
-                self.queue
-                    .send(&SyncMessage::ListPage {
-                        job_id: job_id.to_string(),
-                        run_id: run_id.to_string(),
-                        side,
-                        page: page + 1,
-                        token: Some(t.clone()),
-                        hops: 0,
-                    })
-                    .await
-                    .map_err(retry)?;
-            }
-            None => {
-                match self
-                    .store
-                    .transition(
-                        &ctx.run_key(),
-                        |_: &Run| Meta::default(),
-                        |r: Run| r.listing_done(side),
-                    )
-                    .await
-                {
-                    Ok(_) | Err(StoreError::Conflict(_)) => {}
-                    Err(e) => return Err(retry(e)),
-                }
-            }
+        if let Some(t) = &listed.next_token {
+            self.queue
+                .send(&SyncMessage::ListPage {
+                    job_id: job_id.to_string(),
+                    run_id: run_id.to_string(),
+                    side,
+                    page: page + 1,
+                    token: Some(t.clone()),
+                    hops: 0,
+                })
+                .await
+                .map_err(retry)?;
         }
-        self.store
-            .patch(&page_key, &Patch::new().set("done", &true).map_err(retry)?)
-            .await
-            .map_err(retry)?;
-        if listed.next_token.is_none() {
-            self.try_conclude(job_id, run_id).await.map_err(retry)?;
-        }
-        Ok(())
+        self.page_done(
+            &ctx,
+            &page_key,
+            side,
+            listed.entries.len(),
+            listed.next_token.is_none(),
+        )
+        .await
     }
 
     async fn list_source(&self, ctx: &Ctx, token: Option<String>) -> Result<ListedPage, S3Fail> {
