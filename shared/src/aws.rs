@@ -2,9 +2,23 @@
 //! `AWS_ENDPOINT_URL` / `AWS_ENDPOINT_URL_<SERVICE>` like anywhere else: there is no local flag.
 
 pub use aws_config::SdkConfig;
+pub use aws_smithy_runtime_api::client::http::SharedHttpClient;
 
 pub async fn load() -> SdkConfig {
-    aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .http_client(http_client())
+        .load()
+        .await
+}
+
+/// The HTTP client every SDK client uses: hyper and rustls with the ring provider and the system's
+/// root certificates. The SDK's default (`default-https-client`) brings aws-lc, a second crypto
+/// library next to the ring the MongoDB driver's TLS uses; one is enough.
+pub fn http_client() -> SharedHttpClient {
+    use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(Provider::Rustls(CryptoMode::Ring))
+        .build_https()
 }
 
 #[cfg(feature = "s3")]

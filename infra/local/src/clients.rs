@@ -12,7 +12,7 @@ pub struct Clients {
 
 impl Clients {
     pub async fn from_env() -> Self {
-        let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        let config = ferry_shared::aws::load().await;
         Self::new(&config)
     }
 

@@ -176,6 +176,7 @@ impl ForeignMoto {
     pub fn client(&self) -> aws_sdk_s3::Client {
         let conf = aws_sdk_s3::Config::builder()
             .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+            .http_client(ferry_shared::aws::http_client())
             .region(aws_sdk_s3::config::Region::new("eu-west-1"))
             .endpoint_url(&self.url)
             .force_path_style(true)
