@@ -321,7 +321,8 @@ pub struct ObjectMeta {
 
 /// Whether the destination already holds this version of the source object: same size and the same
 /// ETag (directly, or as the source ETag ferry recorded when copying); without either, a destination
-/// at least as new as the source counts as current.
+/// written after the source counts as current. Strictly after: timestamps have whole seconds, and a
+/// source changed in the second its copy was made (different ETag, same second) is a change.
 pub fn unchanged(source: &ObjectMeta, dest: Option<&ObjectMeta>) -> bool {
     let Some(dest) = dest else { return false };
     if source.size != dest.size {
@@ -341,7 +342,7 @@ pub fn unchanged(source: &ObjectMeta, dest: Option<&ObjectMeta>) -> bool {
             chrono::DateTime::parse_from_rfc3339(s),
             chrono::DateTime::parse_from_rfc3339(d),
         ) {
-            (Ok(s), Ok(d)) => d >= s,
+            (Ok(s), Ok(d)) => d > s,
             _ => false,
         },
         _ => false,
@@ -1015,6 +1016,11 @@ mod tests {
             ..foreign_newer
         };
         assert!(!unchanged(&src, Some(&foreign_older)));
+        let same_second = ObjectMeta {
+            last_modified: src.last_modified.clone(),
+            ..foreign_older
+        };
+        assert!(!unchanged(&src, Some(&same_second)));
     }
 
     #[test]
