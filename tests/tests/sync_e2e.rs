@@ -610,3 +610,56 @@ async fn a_foreign_store_source_streams_through_the_worker_and_its_keys_stay_sec
         "deleting the job deletes its source keys"
     );
 }
+
+/// A listing over several pages (250 keys each): every page records its groups several at a time and
+/// adds its count to the run's total once; the run ends only after the last page, with every object
+/// counted once. A delta right after finds every copy current.
+#[tokio::test]
+async fn a_listing_of_several_pages_counts_every_object_once() {
+    use futures::StreamExt;
+    let s3 = s3().await;
+    let src = bucket(&s3, "psrc").await;
+    let dst = bucket(&s3, "pdst").await;
+    const N: usize = 530;
+    futures::stream::iter(0..N)
+        .for_each_concurrent(16, |i| {
+            let (s3, src) = (&s3, &src);
+            async move { put(s3, src, &format!("p/{i:04}.txt"), data(100 + i, i as u64)).await }
+        })
+        .await;
+    let tok = token(&["user"]).await;
+    let job = create_job(
+        &tok,
+        json!({"job_name": "pages", "connector_type": "S3", "schedule": "daily",
+               "connector_config": {"bucket_name": src}, "destination": {"bucket": dst, "prefix": ""},
+               "concurrency": 16}),
+    )
+    .await;
+    let run = ended(&job, &run_now(&tok, &job).await, Duration::from_secs(240)).await;
+    assert_eq!(run["status"], "completed", "{run}");
+    let bytes: u64 = (0..N).map(|i| 100 + i as u64).sum();
+    assert_eq!(
+        (
+            run["counts"]["total"].as_u64(),
+            run["counts"]["processed"].as_u64(),
+            run["counts"]["finished"].as_u64(),
+            run["counts"]["bytes"].as_u64()
+        ),
+        (Some(N as u64), Some(N as u64), Some(N as u64), Some(bytes)),
+        "{run}"
+    );
+    assert_eq!(keys(&s3, &dst).await.len(), N);
+
+    let (s, b) = patch_job(&tok, json!({"job_id": job, "action": "delta"})).await;
+    assert_eq!(s, 200, "{b}");
+    let run = ended(&job, &run_now(&tok, &job).await, Duration::from_secs(240)).await;
+    assert_eq!(
+        (
+            run["counts"]["total"].as_u64(),
+            run["counts"]["skipped"].as_u64(),
+            run["counts"]["processed"].as_u64()
+        ),
+        (Some(N as u64), Some(N as u64), Some(0)),
+        "{run}"
+    );
+}
