@@ -7,8 +7,9 @@
 //!
 //! Counters and checkpoints that many writers touch at once are [`Patch`]es instead (atomic `SET a =
 //! a + n` updates that also bump `version`, so a concurrent transition re-reads rather than overwrite
-//! them); [`Store::transition_counted`] and [`Store::patch_many`] write an item and a patch of
-//! another item in one transaction, so an item and the counters it contributes to never disagree.
+//! them); [`Store::transition_counted`] writes an item and a patch of another item in one
+//! transaction, so an item and the counters it contributes to never disagree, and
+//! [`Store::patch_many`] applies patches of several items together or not at all.
 
 use crate::domain::Conflict;
 use crate::keys::{Children, IndexKey, Key, Listing};

@@ -666,6 +666,7 @@ impl Engine {
             Side::Destination => ObjectOp::Delete,
         };
         let now = now_rfc3339();
+        let (entries, last) = (listed.entries.len(), listed.next_token.is_none());
         match side {
             // Group by group, several at once: a group's records, then its copy message, so the first
             // copies start while the rest of the page is still being recorded (in other instances:
@@ -694,8 +695,8 @@ impl Engine {
             }
             Side::Destination => {
                 self.record_listed(&ctx, &listed.entries, op, &now).await?;
-                let results: Vec<anyhow::Result<()>> = futures::stream::iter(&listed.entries)
-                    .map(|e| self.delete_one(&ctx, e.clone()))
+                let results: Vec<anyhow::Result<()>> = futures::stream::iter(listed.entries)
+                    .map(|e| self.delete_one(&ctx, e))
                     .buffer_unordered(ctx.job.concurrency.max(1) as usize)
                     .collect()
                     .await;
@@ -718,14 +719,7 @@ impl Engine {
                 .await
                 .map_err(retry)?;
         }
-        self.page_done(
-            &ctx,
-            &page_key,
-            side,
-            listed.entries.len(),
-            listed.next_token.is_none(),
-        )
-        .await
+        self.page_done(&ctx, &page_key, side, entries, last).await
     }
 
     async fn list_source(&self, ctx: &Ctx, token: Option<String>) -> Result<ListedPage, S3Fail> {

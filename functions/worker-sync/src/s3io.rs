@@ -188,6 +188,15 @@ fn hex(bytes: &[u8]) -> String {
 /// The MD5 a plain-MD5 ETag states, in both forms; `None` for any other ETag.
 pub fn etag_md5(etag: &str) -> Option<BodyMd5> {
     use base64::Engine;
+    let raw = etag_digest(etag)?;
+    Some(BodyMd5 {
+        hex: hex(&raw),
+        base64: base64::engine::general_purpose::STANDARD.encode(raw),
+    })
+}
+
+/// The 16 bytes a plain-MD5 ETag spells in hex; `None` for any other ETag.
+fn etag_digest(etag: &str) -> Option<[u8; 16]> {
     if !is_plain_md5(etag) {
         return None;
     }
@@ -196,10 +205,7 @@ pub fn etag_md5(etag: &str) -> Option<BodyMd5> {
     for (i, b) in raw.iter_mut().enumerate() {
         *b = u8::from_str_radix(&e[2 * i..2 * i + 2], 16).ok()?;
     }
-    Some(BodyMd5 {
-        hex: e.to_ascii_lowercase(),
-        base64: base64::engine::general_purpose::STANDARD.encode(raw),
-    })
+    Some(raw)
 }
 
 /// An ETag without its quotes.
@@ -219,13 +225,7 @@ pub fn multipart_etag<'a>(part_etags: impl ExactSizeIterator<Item = &'a str>) ->
     let count = part_etags.len();
     let mut concat = Vec::with_capacity(count * 16);
     for e in part_etags {
-        let e = bare(e);
-        if !is_plain_md5(e) {
-            return None;
-        }
-        for i in (0..32).step_by(2) {
-            concat.push(u8::from_str_radix(&e[i..i + 2], 16).ok()?);
-        }
+        concat.extend_from_slice(&etag_digest(e)?);
     }
     Some(format!("{}-{count}", hex(&Md5::digest(&concat))))
 }
