@@ -252,3 +252,79 @@ async fn get_many_reads_in_key_order_and_replace_many_is_all_or_nothing() {
         Some(&3)
     );
 }
+
+/// `create_many` writes a whole transaction or none of it and reports an existing item; `patch_many`
+/// applies its patches together or, when one condition fails, not at all (how a listing page adds its
+/// count to the run exactly once).
+#[tokio::test]
+async fn create_many_and_patch_many_are_all_or_nothing() {
+    use ferry_shared::store::Patch;
+    let store = store().await;
+    let tag = uuid::Uuid::new_v4();
+    let slot = |n: u32| Slot {
+        holder: None,
+        count: n,
+    };
+    let keys: Vec<Key> = (0..130)
+        .map(|i| Key::task(&format!("cm-{tag}-{i}")))
+        .collect();
+    // 130 items: two transactions (99 + 31).
+    let items: Vec<(Key, Slot)> = keys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| (k.clone(), slot(i as u32)))
+        .collect();
+    assert!(store.create_many(&items).await.unwrap());
+    let got = store.get_many::<Slot>(&keys).await.unwrap();
+    assert!(got.iter().enumerate().all(|(i, g)| {
+        g.as_ref()
+            .is_some_and(|v| v.value.count == i as u32 && v.version == 1)
+    }));
+    // One existing key refuses its whole transaction: the new key beside it is not written.
+    let fresh = Key::task(&format!("cm-{tag}-fresh"));
+    let again = vec![(fresh.clone(), slot(7)), (keys[5].clone(), slot(99))];
+    assert!(!store.create_many(&again).await.unwrap());
+    assert!(store.get::<Slot>(&fresh).await.unwrap().is_none());
+    assert_eq!(
+        store
+            .get::<Slot>(&keys[5])
+            .await
+            .unwrap()
+            .unwrap()
+            .value
+            .count,
+        5
+    );
+
+    let tally = Key::task(&format!("cm-{tag}-tally"));
+    store
+        .create(
+            &tally,
+            &Meta::default(),
+            &Tally {
+                counts: Default::default(),
+            },
+        )
+        .await
+        .unwrap();
+    let page_done = || {
+        vec![
+            (tally.clone(), Patch::new().add("counts.total", 250)),
+            (
+                keys[0].clone(),
+                Patch::new()
+                    .set("holder", &"page")
+                    .unwrap()
+                    .require_eq("holder", &Option::<String>::None)
+                    .unwrap(),
+            ),
+        ]
+    };
+    assert!(store.patch_many(&page_done()).await.unwrap());
+    // The same patches again: the condition on the second item fails, so the count is not added twice.
+    assert!(!store.patch_many(&page_done()).await.unwrap());
+    let t = store.get::<Tally>(&tally).await.unwrap().unwrap();
+    assert_eq!(t.value.counts.get("total"), Some(&250));
+    let first = store.get::<Slot>(&keys[0]).await.unwrap().unwrap();
+    assert_eq!(first.value.holder.as_deref(), Some("page"));
+}
