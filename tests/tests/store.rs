@@ -157,6 +157,22 @@ struct Tally {
     counts: std::collections::BTreeMap<String, i64>,
 }
 
+/// A fresh item with no counts yet, for tests of counter patches.
+async fn new_tally(store: &ferry_shared::store::Store, id: &str) -> Key {
+    let key = Key::task(id);
+    store
+        .create(
+            &key,
+            &Meta::default(),
+            &Tally {
+                counts: Default::default(),
+            },
+        )
+        .await
+        .unwrap();
+    key
+}
+
 #[tokio::test]
 async fn get_many_reads_in_key_order_and_replace_many_is_all_or_nothing() {
     use ferry_shared::store::Patch;
@@ -185,17 +201,7 @@ async fn get_many_reads_in_key_order_and_replace_many_is_all_or_nothing() {
         }
     }
 
-    let tally = Key::task(&format!("many-{tag}-tally"));
-    store
-        .create(
-            &tally,
-            &Meta::default(),
-            &Tally {
-                counts: Default::default(),
-            },
-        )
-        .await
-        .unwrap();
+    let tally = new_tally(&store, &format!("many-{tag}-tally")).await;
     let batch = |expected: u64| -> Vec<(Key, Meta, Slot, u64)> {
         (0..3)
             .map(|i| {
@@ -296,17 +302,7 @@ async fn create_many_and_patch_many_are_all_or_nothing() {
         5
     );
 
-    let tally = Key::task(&format!("cm-{tag}-tally"));
-    store
-        .create(
-            &tally,
-            &Meta::default(),
-            &Tally {
-                counts: Default::default(),
-            },
-        )
-        .await
-        .unwrap();
+    let tally = new_tally(&store, &format!("cm-{tag}-tally")).await;
     let page_done = || {
         vec![
             (tally.clone(), Patch::new().add("counts.total", 250)),
