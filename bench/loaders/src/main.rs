@@ -48,6 +48,14 @@ fn env(name: &str) -> Result<String> {
     })
 }
 
+/// INSERTs in flight during the MySQL fill: the engine's, or BENCH_MYSQL_PARALLEL (for tuning it).
+fn fill_parallel() -> usize {
+    std::env::var("BENCH_MYSQL_PARALLEL")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(mysql::FILL_PARALLEL)
+}
+
 const DB: &str = "bench_loaders";
 /// The hotel template's scalar fields as a table (what a user's `table_columns` would typically be).
 const COLUMNS: &str = "id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY, name VARCHAR(255), \
@@ -141,7 +149,7 @@ async fn main() -> Result<()> {
     println!(
         "engine: FILL_BATCH {fill_batch} (MySQL {mysql_fill_batch}), CRUD_BATCH {crud_batch}; mysql pool {} connections, {} INSERTs in flight",
         mysql::POOL,
-        mysql::FILL_PARALLEL
+        fill_parallel()
     );
     let only = std::env::var("BENCH_ONLY").unwrap_or_default();
     let want = |s: &str| only.is_empty() || only.split(',').any(|o| o == s);
@@ -171,13 +179,11 @@ async fn bench_mysql(args: &Args, fill_batch: u64, crud_batch: u64) -> Result<()
     let cols = m.columns().await?;
     let used: Vec<&Column> = cols.iter().filter(|c| !c.auto_increment).collect();
     let names: Vec<&str> = used.iter().map(|c| c.name.as_str()).collect();
+    let plan = mysql::RowPlan::new(&used);
     {
         let mut out = Vec::with_capacity(n as usize * 220);
         for seq in 0..n {
-            for (i, v) in mysql::row_values(&used, loader_id, seq, DOC_SIZE)
-                .iter()
-                .enumerate()
-            {
+            for (i, v) in plan.values(loader_id, seq, DOC_SIZE).iter().enumerate() {
                 if i > 0 {
                     out.push(b'\t');
                 }
@@ -191,8 +197,11 @@ async fn bench_mysql(args: &Args, fill_batch: u64, crud_batch: u64) -> Result<()
     {
         let t0 = Instant::now();
         let k = n.min(20_000);
+        let mut sql = String::new();
         for seq in 0..k {
-            std::hint::black_box(mysql::row_values(&used, loader_id, seq, DOC_SIZE));
+            sql.clear();
+            plan.write_sql(loader_id, seq, DOC_SIZE, &mut sql);
+            std::hint::black_box(&sql);
         }
         println!(
             "mysql rows: generation alone {:.0} rows/s on one thread",
@@ -213,7 +222,7 @@ async fn bench_mysql(args: &Args, fill_batch: u64, crud_batch: u64) -> Result<()
                     loader_id,
                     next_seq..next_seq + k,
                     DOC_SIZE,
-                    mysql::FILL_PARALLEL,
+                    fill_parallel(),
                 )
                 .await?;
             next_seq += k;

@@ -193,6 +193,23 @@ impl Hotel {
         }
     }
 
+    /// Field `name` (the template's names) when it is text, borrowed: what a MySQL row takes most of
+    /// its columns from, without a copy per value.
+    pub fn text(&self, name: &str) -> Option<&str> {
+        Some(match name {
+            "country" => &self.country,
+            "address" => &self.address,
+            "city" => &self.city,
+            "type" => &self.kind,
+            "url" => &self.url,
+            "phone" => &self.phone,
+            "name" => &self.name,
+            "email" => &self.email,
+            "key" => &self.key,
+            _ => return None,
+        })
+    }
+
     /// Field `name` of the document (the template's names) as JSON, without building the whole
     /// document: what a loader that stores a few fields (MySQL columns) needs per row.
     pub fn field(&self, name: &str) -> Option<Value> {

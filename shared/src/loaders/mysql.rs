@@ -237,21 +237,23 @@ impl Mysql {
         let statements =
             super::generate_ahead(seqs, ROWS_PER_INSERT as u64, parallel + 1, move |r| {
                 let refs: Vec<&Column> = used.iter().collect();
+                let plan = RowPlan::new(&refs);
                 let mut out = Vec::new();
                 let mut sql = String::new();
+                let rows = r.end - r.start;
                 for seq in r {
                     if sql.len() >= MAX_STATEMENT_BYTES {
                         out.push(std::mem::take(&mut sql));
                     }
-                    sql.push_str(if sql.is_empty() { &head } else { "," });
-                    sql.push('(');
-                    for (i, v) in row_values(&refs, &loader, seq, size).iter().enumerate() {
-                        if i > 0 {
-                            sql.push(',');
-                        }
-                        sql_value(v, &mut sql);
+                    let first = sql.is_empty();
+                    sql.push_str(if first { &head } else { "," });
+                    plan.write_sql(&loader, seq, size, &mut sql);
+                    if first {
+                        // Rows of one table are about as long as each other: room for all of them
+                        // at once (a little more) instead of a copy each time the text doubles.
+                        let rest = rows.min(ROWS_PER_INSERT as u64) as usize;
+                        sql.reserve((sql.len() * rest * 9 / 8).min(MAX_STATEMENT_BYTES));
                     }
-                    sql.push(')');
                 }
                 if !sql.is_empty() {
                     out.push(sql);
@@ -366,33 +368,46 @@ impl Mysql {
 /// as NULL), text quoted with quotes doubled, or as a hex literal with a utf8mb4 introducer when it
 /// holds a backslash (whose meaning inside quotes depends on NO_BACKSLASH_ESCAPES).
 pub fn sql_value(v: &Val, out: &mut String) {
-    use std::fmt::Write;
     match v {
-        Val::Int(i) => {
-            let _ = write!(out, "{i}");
-        }
-        Val::Float(f) if f.is_finite() => {
-            let _ = write!(out, "{f}");
-        }
-        Val::Float(_) => out.push_str("NULL"),
-        Val::Text(s) if s.contains('\\') => {
-            out.push_str("_utf8mb4 X'");
-            for b in s.bytes() {
-                let _ = write!(out, "{b:02x}");
-            }
-            out.push('\'');
-        }
-        Val::Text(s) => {
-            out.push('\'');
-            for c in s.chars() {
-                if c == '\'' {
-                    out.push('\'');
-                }
-                out.push(c);
-            }
-            out.push('\'');
-        }
+        Val::Int(i) => sql_int(*i, out),
+        Val::Float(f) => sql_float(*f, out),
+        Val::Text(s) => sql_text(s, out),
     }
+}
+
+fn sql_int(i: i64, out: &mut String) {
+    use std::fmt::Write;
+    let _ = write!(out, "{i}");
+}
+
+fn sql_float(f: f64, out: &mut String) {
+    use std::fmt::Write;
+    if f.is_finite() {
+        let _ = write!(out, "{f}");
+    } else {
+        out.push_str("NULL");
+    }
+}
+
+fn sql_text(s: &str, out: &mut String) {
+    use std::fmt::Write;
+    if s.contains('\\') {
+        out.push_str("_utf8mb4 X'");
+        for b in s.bytes() {
+            let _ = write!(out, "{b:02x}");
+        }
+        out.push('\'');
+        return;
+    }
+    out.push('\'');
+    let mut rest = s;
+    while let Some(i) = rest.find('\'') {
+        out.push_str(&rest[..=i]);
+        out.push('\'');
+        rest = &rest[i + 1..];
+    }
+    out.push_str(rest);
+    out.push('\'');
 }
 
 fn is_int(t: &str) -> bool {
@@ -441,94 +456,251 @@ fn field_for(column: &str) -> String {
     }
 }
 
-/// The values of row `seq` for `cols`, in order.
+/// The values of row `seq` for `cols`, in order (see [`RowPlan`]).
 pub fn row_values(cols: &[&Column], loader_id: &str, seq: u64, size: usize) -> Vec<Val> {
-    // Padding to `size` costs a serialisation of the whole document: only for a table that stores it.
-    let padded = cols
-        .iter()
-        .any(|c| matches!(field_for(&c.name).as_str(), "padding" | "document_size"));
-    // Otherwise only the fields the columns name are taken from the typed hotel (no JSON map per row:
-    // half the generation cost of a fill).
-    let (doc, typed) = if padded {
-        (Some(hotel::document(loader_id, seq, size)), None)
-    } else {
-        (None, Some(hotel::Hotel::generate(loader_id, seq)))
-    };
-    let field = |name: &str| -> Option<Value> {
-        match (&doc, &typed) {
-            (Some(d), _) => d.get(name).cloned(),
-            (_, Some(h)) => h.field(name),
-            _ => None,
+    RowPlan::new(cols).values(loader_id, seq, size)
+}
+
+/// What a column holds, read once from its type.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Kind {
+    /// An integer: a boolean or number field, else `seq` (`tinyint` and `bit`: its parity; `year`: a
+    /// year of this century).
+    Int,
+    Flag,
+    Year,
+    /// A float: a number field, else a value derived from `seq`.
+    Float,
+    /// A date (`date`), or a date and time (any other date or time type): derived from `seq`.
+    Date,
+    DateTime,
+    /// Anything else takes a text field; `textual` columns (char, text, json, enum) also take other
+    /// fields as their JSON text. Without such a field: the column's name and the document key.
+    Text {
+        textual: bool,
+    },
+}
+
+struct PlannedColumn {
+    name: String,
+    /// The hotel field the column takes (see [`field_for`]).
+    field: String,
+    kind: Kind,
+    max_len: Option<usize>,
+}
+
+/// How a table's columns are filled, worked out once per statement rather than per row: each column
+/// takes the hotel field of its name (converted to its type, cut to its length), else a value derived
+/// from the row's sequence; one text column always carries the document key, so every row is distinct.
+pub struct RowPlan {
+    columns: Vec<PlannedColumn>,
+    /// Padding to `size` costs a serialisation of the whole document: only for a table that stores it.
+    padded: bool,
+    /// The column that gets the key appended when no column carries it.
+    key_column: Option<usize>,
+}
+
+/// A hotel field as the row's source holds it.
+enum Got<'a> {
+    Text(&'a str),
+    Json(std::borrow::Cow<'a, Value>),
+}
+
+/// One value of a row, borrowing the row's hotel where it can.
+#[derive(Debug)]
+enum Cell<'a> {
+    Int(i64),
+    Float(f64),
+    Text(std::borrow::Cow<'a, str>),
+}
+
+fn cut_to(s: std::borrow::Cow<'_, str>, max: Option<usize>) -> std::borrow::Cow<'_, str> {
+    match max {
+        // A string of at most `m` bytes has at most `m` characters: only longer ones are counted.
+        Some(m) if s.len() > m && s.chars().count() > m => {
+            s.chars().take(m).collect::<String>().into()
         }
-    };
-    let key = hotel::key(loader_id, seq);
-    let mut carries_key = false;
-    let mut out: Vec<Val> = cols
-        .iter()
-        .map(|c| {
-            let t = c.data_type.as_str();
-            let v = field(&field_for(&c.name));
-            let v = v.as_ref();
-            if is_int(t) {
-                Val::Int(match v {
-                    Some(Value::Bool(b)) => *b as i64,
-                    Some(Value::Number(n)) => n.as_f64().unwrap_or(0.0).round() as i64,
-                    _ if t == "tinyint" || t == "bit" => (seq % 2) as i64,
-                    _ if t == "year" => 2000 + (seq % 100) as i64,
-                    _ => seq as i64,
-                })
-            } else if is_float(t) {
-                Val::Float(match v {
-                    Some(Value::Number(n)) => n.as_f64().unwrap_or(0.0),
-                    _ => (seq % 100_000) as f64 / 100.0,
-                })
-            } else if t.contains("date") || t.contains("time") {
-                let day = chrono::NaiveDate::from_ymd_opt(2020, 1, 1).unwrap()
-                    + chrono::Days::new(seq % 3650);
-                Val::Text(if t == "date" {
-                    day.to_string()
-                } else {
-                    format!(
-                        "{day} {:02}:{:02}:{:02}",
-                        seq % 24,
-                        seq % 60,
-                        (seq / 60) % 60
-                    )
-                })
-            } else {
-                let s = match v {
-                    Some(Value::String(s)) => s.clone(),
-                    Some(other) if t == "json" || is_text(t) => other.to_string(),
-                    _ => format!("{}-{key}", c.name),
-                };
-                let s = cut(s, c.max_len);
-                if s.contains(&key) {
-                    carries_key = true;
-                }
-                Val::Text(s)
-            }
-        })
-        .collect();
-    if !carries_key
-        && let Some((i, c)) = cols
-            .iter()
-            .enumerate()
-            .find(|(_, c)| is_text(&c.data_type) && c.data_type != "json" && c.data_type != "enum")
-        && let Val::Text(s) = &out[i]
-    {
-        // The key when the column has room for it, else the sequence (distinct within the loader).
-        let suffix = match c.max_len {
-            Some(m) if (m as usize) < key.len() + 8 => format!(" #{seq}"),
-            _ => format!(" {key}"),
-        };
-        let room = c.max_len.map(|m| (m as usize).saturating_sub(suffix.len()));
-        let base: String = match room {
-            Some(r) => s.chars().take(r).collect(),
-            None => s.clone(),
-        };
-        out[i] = Val::Text(cut(format!("{base}{suffix}"), c.max_len));
+        _ => s,
     }
-    out
+}
+
+impl RowPlan {
+    pub fn new(cols: &[&Column]) -> RowPlan {
+        let columns: Vec<PlannedColumn> = cols
+            .iter()
+            .map(|c| {
+                let t = c.data_type.as_str();
+                let kind = if is_int(t) {
+                    match t {
+                        "tinyint" | "bit" => Kind::Flag,
+                        "year" => Kind::Year,
+                        _ => Kind::Int,
+                    }
+                } else if is_float(t) {
+                    Kind::Float
+                } else if t.contains("date") || t.contains("time") {
+                    if t == "date" {
+                        Kind::Date
+                    } else {
+                        Kind::DateTime
+                    }
+                } else {
+                    Kind::Text {
+                        textual: is_text(t),
+                    }
+                };
+                PlannedColumn {
+                    name: c.name.clone(),
+                    field: field_for(&c.name),
+                    kind,
+                    max_len: c.max_len.map(|m| m as usize),
+                }
+            })
+            .collect();
+        let padded = columns
+            .iter()
+            .any(|c| matches!(c.field.as_str(), "padding" | "document_size"));
+        let key_column = cols
+            .iter()
+            .position(|c| is_text(&c.data_type) && c.data_type != "json" && c.data_type != "enum");
+        RowPlan {
+            columns,
+            padded,
+            key_column,
+        }
+    }
+
+    /// The values of row `seq`, in column order.
+    pub fn values(&self, loader_id: &str, seq: u64, size: usize) -> Vec<Val> {
+        let mut out = Vec::with_capacity(self.columns.len());
+        self.with_cells(loader_id, seq, size, |cells| {
+            out.extend(cells.iter().map(|c| match c {
+                Cell::Int(i) => Val::Int(*i),
+                Cell::Float(f) => Val::Float(*f),
+                Cell::Text(s) => Val::Text(s.to_string()),
+            }))
+        });
+        out
+    }
+
+    /// Row `seq` as the SQL tuple of a multi-row INSERT, `(v1,v2,…)`, appended to `sql`.
+    pub fn write_sql(&self, loader_id: &str, seq: u64, size: usize, sql: &mut String) {
+        self.with_cells(loader_id, seq, size, |cells| {
+            sql.push('(');
+            for (i, c) in cells.iter().enumerate() {
+                if i > 0 {
+                    sql.push(',');
+                }
+                match c {
+                    Cell::Int(v) => sql_int(*v, sql),
+                    Cell::Float(v) => sql_float(*v, sql),
+                    Cell::Text(s) => sql_text(s, sql),
+                }
+            }
+            sql.push(')');
+        })
+    }
+
+    fn with_cells(&self, loader_id: &str, seq: u64, size: usize, f: impl FnOnce(&[Cell<'_>])) {
+        if self.padded {
+            let doc = hotel::document(loader_id, seq, size);
+            self.cells(seq, &hotel::key(loader_id, seq), f, |name| {
+                match doc.get(name)? {
+                    Value::String(s) => Some(Got::Text(s)),
+                    v => Some(Got::Json(std::borrow::Cow::Borrowed(v))),
+                }
+            })
+        } else {
+            // Only the fields the columns name are read from the typed hotel: no JSON map per row.
+            let h = hotel::Hotel::generate(loader_id, seq);
+            self.cells(seq, &h.key, f, |name| match h.text(name) {
+                Some(s) => Some(Got::Text(s)),
+                None => h.field(name).map(|v| Got::Json(std::borrow::Cow::Owned(v))),
+            })
+        }
+    }
+
+    fn cells<'a>(
+        &self,
+        seq: u64,
+        key: &str,
+        f: impl FnOnce(&[Cell<'_>]),
+        field: impl Fn(&str) -> Option<Got<'a>>,
+    ) {
+        let mut carries_key = false;
+        let mut cells: Vec<Cell<'a>> = self
+            .columns
+            .iter()
+            .map(|c| {
+                let got = field(&c.field);
+                let number = match &got {
+                    Some(Got::Json(v)) => Some(v.as_ref()),
+                    _ => None,
+                };
+                match c.kind {
+                    Kind::Int | Kind::Flag | Kind::Year => Cell::Int(match number {
+                        Some(Value::Bool(b)) => *b as i64,
+                        Some(Value::Number(n)) => n.as_f64().unwrap_or(0.0).round() as i64,
+                        _ if c.kind == Kind::Flag => (seq % 2) as i64,
+                        _ if c.kind == Kind::Year => 2000 + (seq % 100) as i64,
+                        _ => seq as i64,
+                    }),
+                    Kind::Float => Cell::Float(match number {
+                        Some(Value::Number(n)) => n.as_f64().unwrap_or(0.0),
+                        _ => (seq % 100_000) as f64 / 100.0,
+                    }),
+                    Kind::Date | Kind::DateTime => {
+                        let day = chrono::NaiveDate::from_ymd_opt(2020, 1, 1).unwrap()
+                            + chrono::Days::new(seq % 3650);
+                        Cell::Text(
+                            if c.kind == Kind::Date {
+                                day.to_string()
+                            } else {
+                                format!(
+                                    "{day} {:02}:{:02}:{:02}",
+                                    seq % 24,
+                                    seq % 60,
+                                    (seq / 60) % 60
+                                )
+                            }
+                            .into(),
+                        )
+                    }
+                    Kind::Text { textual } => {
+                        let s = match got {
+                            Some(Got::Text(s)) => s.into(),
+                            Some(Got::Json(other)) if textual => other.to_string().into(),
+                            _ => format!("{}-{key}", c.name).into(),
+                        };
+                        let s = cut_to(s, c.max_len);
+                        if !carries_key && s.contains(key) {
+                            carries_key = true;
+                        }
+                        Cell::Text(s)
+                    }
+                }
+            })
+            .collect();
+        if !carries_key
+            && let Some(i) = self.key_column
+            && let Cell::Text(s) = &cells[i]
+        {
+            // The key when the column has room for it, else the sequence (distinct within the loader).
+            let max = self.columns[i].max_len;
+            let suffix = match max {
+                Some(m) if m < key.len() + 8 => format!(" #{seq}"),
+                _ => format!(" {key}"),
+            };
+            let room = max.map(|m| m.saturating_sub(suffix.len()));
+            let mut whole: String = match room {
+                Some(r) => s.chars().take(r).collect(),
+                None => s.to_string(),
+            };
+            whole.push_str(&suffix);
+            cells[i] = Cell::Text(cut_to(whole.into(), max));
+        }
+        f(&cells)
+    }
 }
 
 #[cfg(test)]
@@ -542,6 +714,44 @@ mod tests {
             max_len: len,
             auto_increment: false,
             primary: false,
+        }
+    }
+
+    #[test]
+    fn a_rows_sql_text_is_its_values_as_literals() {
+        // The fill writes rows with `write_sql`; the bench's LOAD DATA peer and the tests read `values`.
+        let sets = [
+            vec![
+                col("name", "varchar", Some(255)),
+                col("price", "double", None),
+                col("free_parking", "tinyint", None),
+                col("mutated", "bigint", None),
+                col("y", "year", None),
+                col("t", "datetime", None),
+            ],
+            vec![
+                col("address", "varchar", Some(20)),
+                col("padding", "text", None),
+                col("likes", "json", None),
+                col("price", "varchar", Some(5)),
+            ],
+        ];
+        for set in &sets {
+            let refs: Vec<&Column> = set.iter().collect();
+            let plan = RowPlan::new(&refs);
+            for seq in 0..200 {
+                let mut sql = String::new();
+                plan.write_sql("loader-x", seq, 600, &mut sql);
+                let mut want = String::from("(");
+                for (i, v) in plan.values("loader-x", seq, 600).iter().enumerate() {
+                    if i > 0 {
+                        want.push(',');
+                    }
+                    sql_value(v, &mut want);
+                }
+                want.push(')');
+                assert_eq!(sql, want);
+            }
         }
     }
 
