@@ -46,6 +46,9 @@ export FERRY_WATCH_URL="http://127.0.0.1:$FERRY_WATCH_PORT"
 # parallel, so one long loader slice does not hold up every other loader's tick.
 export FERRY_WATCH_CONCURRENCY="${FERRY_WATCH_CONCURRENCY:-4}"
 export FERRY_PUMP_MAX_POLLERS="${FERRY_PUMP_MAX_POLLERS:-$FERRY_WATCH_CONCURRENCY}"
+# FERRY_WATCH_RELEASE=1: watch runs the functions' release builds (what deploys; for benchmarks), built
+# before watch starts; default: debug builds, quick to rebuild.
+export FERRY_WATCH_RELEASE="${FERRY_WATCH_RELEASE:-0}"
 
 export SAM_CLI_TELEMETRY=0
 # The default target dir, made explicit so every tool agrees on where target/debug/ferry-local is.

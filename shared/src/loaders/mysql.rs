@@ -235,15 +235,10 @@ impl Mysql {
             .collect::<Vec<_>>()
             .join(",");
         let head = format!("INSERT INTO {} ({names}) VALUES ", self.full());
+        let refs: Vec<&Column> = used.iter().collect();
+        let plan = RowPlan::new(&refs);
         // Rows of a table that stores the padded document are about `size` bytes long.
-        let row_bytes = if used
-            .iter()
-            .any(|c| matches!(field_for(&c.name).as_str(), "padding" | "document_size"))
-        {
-            size + 1024
-        } else {
-            1024
-        };
+        let row_bytes = if plan.padded { size + 1024 } else { 1024 };
         let per = ROWS_PER_INSERT
             .min(65_535 / used.len())
             .min(MAX_STATEMENT_BYTES / row_bytes)
@@ -253,8 +248,6 @@ impl Mysql {
             std::sync::Arc::new(format!("{head}{}", vec![tuple.as_str(); per].join(",")));
         let loader = loader_id.to_string();
         let statements = super::generate_ahead(seqs, per as u64, parallel + 1, move |r| {
-            let refs: Vec<&Column> = used.iter().collect();
-            let plan = RowPlan::new(&refs);
             let rows = (r.end - r.start) as usize;
             if rows == per {
                 let mut args = sqlx::mysql::MySqlArguments::default();
