@@ -274,7 +274,7 @@ impl Mysql {
                         )));
                     }
                     Statement::Bound(sql, args, None) => {
-                        sqlx::query_with(AssertSqlSafe(sql.as_str().to_owned()), args)
+                        sqlx::query_with(AssertSqlSafe(sql), args)
                             .execute(&self.pool)
                             .await
                     }
