@@ -13,7 +13,8 @@ use sqlx::{AssertSqlSafe, Row};
 /// Connections in a loader's pool (worker-loader), and multi-row INSERTs in flight on them during a fill.
 pub const POOL: u32 = 4;
 pub const FILL_PARALLEL: usize = 4;
-/// Rows per multi-row INSERT, and the size past which a statement ends early (far below the server's
+/// Rows per multi-row INSERT, and about the most bytes one carries: a table whose rows hold the padded
+/// document (`size` bytes each) gets fewer rows per statement (far below the server's
 /// `max_allowed_packet`, 16 MiB by default on MariaDB, 64 MiB on MySQL 8).
 pub const ROWS_PER_INSERT: usize = 1000;
 pub const MAX_STATEMENT_BYTES: usize = 4 << 20;
