@@ -382,8 +382,10 @@ impl Mysql {
 
 /// `v` as an SQL literal, the same under every `sql_mode`: numbers as they print (a non-finite float
 /// as NULL), text quoted with quotes doubled, or as a hex literal with a utf8mb4 introducer when it
-/// holds a backslash (whose meaning inside quotes depends on NO_BACKSLASH_ESCAPES).
-pub fn sql_value(v: &Val, out: &mut String) {
+/// holds a backslash (whose meaning inside quotes depends on NO_BACKSLASH_ESCAPES). What the tests
+/// check [`RowPlan::write_sql`] against.
+#[cfg(test)]
+fn sql_value(v: &Val, out: &mut String) {
     match v {
         Val::Int(i) => sql_int(*i, out),
         Val::Float(f) => sql_float(*f, out),
@@ -473,7 +475,8 @@ fn field_for(column: &str) -> String {
 }
 
 /// The values of row `seq` for `cols`, in order (see [`RowPlan`]).
-pub fn row_values(cols: &[&Column], loader_id: &str, seq: u64, size: usize) -> Vec<Val> {
+#[cfg(test)]
+fn row_values(cols: &[&Column], loader_id: &str, seq: u64, size: usize) -> Vec<Val> {
     RowPlan::new(cols).values(loader_id, seq, size)
 }
 
