@@ -314,7 +314,8 @@ impl Mysql {
         } else if is_float(&col.data_type) {
             format!("{:.1}", mutation as f64 / 10.0)
         } else {
-            format!("'{}'", cut(format!("mutated {mutation}"), col.max_len))
+            let text = format!("mutated {mutation}");
+            format!("'{}'", cut_to(text.into(), col.max_len.map(|m| m as usize)))
         };
         let sql = match numeric_pk(cols) {
             Some(pk) => format!(
@@ -449,16 +450,6 @@ pub fn numeric_pk(cols: &[Column]) -> Option<&Column> {
         [pk] if is_int(&pk.data_type) => Some(pk),
         _ => None,
     }
-}
-
-fn cut(mut s: String, max: Option<u64>) -> String {
-    if let Some(m) = max {
-        let m = m as usize;
-        if s.chars().count() > m {
-            s = s.chars().take(m).collect();
-        }
-    }
-    s
 }
 
 /// Hotel field names a column may go by.
