@@ -15,16 +15,22 @@ Layout: 1 bucket, depth 2, 4 folders per level (21 folders), FILES files per fol
 peer: the very files ferry wrote, downloaded to a temp dir beforehand (not timed), then
 `aws s3 cp --recursive` into a fresh bucket of the same moto at the same concurrency (16) as ferry's PUTs.
 Each side runs REPEAT times; the best time counts.
+ceiling: the store's own, for context: 16 threads of bare PUTs (keep-alive HTTP, bodies read into
+memory beforehand, no signing or hashing: moto does not check signatures) of the same files.
+reference: `rclone copy` (Debian rclone, Go) of the same tree at the same concurrency, for context: a lean
+uploader of ready-made files, i.e. near what this moto accepts; BENCH_RCLONE=0 skips it.
 """
 
+from http.client import HTTPConnection
 import os
+import threading
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
 
-from sync_s3 import AWS, DYNAMO, MOTO, TABLE, client, count, http, login, timed
+from sync_s3 import AWS, DYNAMO, MOTO, TABLE, client, count, http, login, rclone_env, timed
 
 FILES = int(os.environ.get("BENCH_FILES", "50"))  # per folder; 21 folders
 SIZE = int(os.environ.get("BENCH_SIZE", "16384"))
@@ -65,6 +71,50 @@ def aws_cp(src_dir, bucket):
         os.unlink(cfg.name)
 
 
+def bare_puts(src_dir, bucket):
+    """The store's ceiling: every file PUT by 16 threads on keep-alive connections, nothing else."""
+    files = []
+    for root, _, names in os.walk(src_dir):
+        for n in names:
+            path = os.path.join(root, n)
+            with open(path, "rb") as f:
+                files.append((os.path.relpath(path, src_dir), f.read()))
+    host, port = MOTO.split("//", 1)[1].split(":")
+    auth = {"Authorization": "AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/s3/aws4_request, "
+                             "SignedHeaders=host, Signature=0",
+            "x-amz-content-sha256": "UNSIGNED-PAYLOAD", "Content-Type": "application/octet-stream"}
+    it = iter(files)
+    lock = threading.Lock()
+    failed = []
+
+    def work():
+        conn = HTTPConnection(host, int(port))
+        while True:
+            with lock:
+                nxt = next(it, None)
+            if nxt is None:
+                return
+            conn.request("PUT", f"/{bucket}/{nxt[0]}", body=nxt[1], headers=auth)
+            r = conn.getresponse()
+            r.read()
+            if r.status != 200:
+                failed.append(r.status)
+
+    t0 = time.monotonic()
+    threads = [threading.Thread(target=work) for _ in range(CONCURRENCY)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not failed, failed[:5]
+    return time.monotonic() - t0
+
+
+def rclone_copy(src_dir, bucket):
+    return timed(["rclone", "copy", src_dir, f"m:{bucket}", "--transfers", str(CONCURRENCY),
+                  "--checkers", str(CONCURRENCY), "--s3-no-check-bucket"], rclone_env(m=MOTO))
+
+
 def main():
     token = login()
     s3 = client(MOTO)
@@ -87,9 +137,34 @@ def main():
             assert count(s3, dst) == objects
             print(f"  aws s3 cp run {i + 1}: {objects} objects in {t:.2f} s ({objects / t:.0f} objects/s)")
             peer_best = t if peer_best is None else min(peer_best, t)
+        ceiling_best = None
+        for i in range(REPEAT):
+            dst = f"bench-put-{uuid.uuid4().hex[:12]}"
+            s3.create_bucket(Bucket=dst)
+            t = bare_puts(tree, dst)
+            assert count(s3, dst) == objects
+            print(f"  ceiling (bare PUTs) run {i + 1}: {objects} objects in {t:.2f} s "
+                  f"({objects / t:.0f} objects/s)")
+            ceiling_best = t if ceiling_best is None else min(ceiling_best, t)
+        rclone_best = None
+        if os.environ.get("BENCH_RCLONE", "1") != "0":
+            for i in range(REPEAT):
+                dst = f"bench-rc-{uuid.uuid4().hex[:12]}"
+                s3.create_bucket(Bucket=dst)
+                t = rclone_copy(tree, dst)
+                assert count(s3, dst) == objects
+                print(f"  rclone copy run {i + 1}: {objects} objects in {t:.2f} s "
+                      f"({objects / t:.0f} objects/s)")
+                rclone_best = t if rclone_best is None else min(rclone_best, t)
     print(f"S3 fill, {objects} objects of {SIZE} bytes: ferry {objects / ferry_best:.0f} objects/s, "
           f"aws s3 cp --recursive {objects / peer_best:.0f} objects/s, "
           f"ratio {peer_best / ferry_best:.2f}x (goal >= 1.5x)")
+    print(f"  store ceiling (bare PUTs) {objects / ceiling_best:.0f} objects/s: ferry at "
+          f"{100 * ceiling_best / ferry_best:.0f} % of it; 1.5x aws s3 cp would be "
+          f"{100 * 1.5 * ceiling_best / peer_best:.0f} % of it")
+    if rclone_best:
+        print(f"  reference rclone copy {objects / rclone_best:.0f} objects/s: ferry / rclone "
+              f"{rclone_best / ferry_best:.2f}x; rclone / aws s3 cp {peer_best / rclone_best:.2f}x")
 
 
 if __name__ == "__main__":

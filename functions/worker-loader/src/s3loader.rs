@@ -24,6 +24,9 @@ use std::time::{Duration, Instant};
 const PUT_CONCURRENCY: usize = 16;
 /// Files written or deleted per fill batch (the stop check runs between batches).
 const FILL_BATCH: usize = 64;
+/// Bytes of files encoded per hand-off to the blocking pool (small files go in chunks of up to
+/// [`PUT_CONCURRENCY`], files of this size or more one at a time).
+const ENCODE_CHUNK_BYTES: usize = 256 * 1024;
 /// Records of one file use sequence numbers `file << RECORD_BITS ..`: room for 2^20 records, more than
 /// a 64 MiB file (the largest allowed) of 540-byte records holds.
 const RECORD_BITS: u32 = 20;
@@ -279,21 +282,39 @@ impl Engine {
             }
         }
         let size = layout.file_size as usize;
-        let written: Vec<bool> = futures::stream::iter(puts)
-            .map(|(bucket, key, format, first_seq, new)| {
+        // Files are encoded a chunk at a time on the blocking pool (one hand-off per chunk, not per
+        // file), up to one chunk per core at once, ahead of the PUTs that send them.
+        let per_chunk = (ENCODE_CHUNK_BYTES / size.max(1)).clamp(1, PUT_CONCURRENCY);
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let chunks: Vec<Vec<_>> = puts.chunks(per_chunk).map(<[_]>::to_vec).collect();
+        let written: Vec<bool> = futures::stream::iter(chunks)
+            .map(|chunk| {
                 let loader_id = l.loader_id.clone();
                 async move {
-                    let bytes = tokio::task::spawn_blocking(move || {
-                        s3files::encode(format, size, &loader_id, first_seq)
+                    tokio::task::spawn_blocking(move || {
+                        chunk
+                            .into_iter()
+                            .map(|(bucket, key, format, first_seq, new)| {
+                                s3files::encode(format, size, &loader_id, first_seq)
+                                    .map(|bytes| (bucket, key, bytes, new))
+                                    .map_err(|e| {
+                                        TargetError::Failed(format!("encoding a file: {e:#}"))
+                                    })
+                            })
+                            .collect::<Vec<_>>()
                     })
                     .await
-                    .map_err(|e| TargetError::Failed(format!("encoding a file: {e}")))?
-                    .map_err(|e| TargetError::Failed(format!("encoding a file: {e:#}")))?;
-                    target.put(&bucket, &key, bytes).await?;
-                    Ok::<bool, TargetError>(new)
+                    .map_err(|e| TargetError::Failed(format!("encoding a file: {e}")))
                 }
             })
-            .buffer_unordered(PUT_CONCURRENCY)
+            .buffered(cores)
+            .map_ok(futures::stream::iter)
+            .try_flatten()
+            .map_ok(|(bucket, key, bytes, new)| async move {
+                target.put(&bucket, &key, bytes).await?;
+                Ok::<bool, TargetError>(new)
+            })
+            .try_buffer_unordered(PUT_CONCURRENCY)
             .try_collect()
             .await?;
         let inserted = written.iter().filter(|n| **n).count() as u64;

@@ -47,7 +47,8 @@ export FERRY_WATCH_URL="http://127.0.0.1:$FERRY_WATCH_PORT"
 export FERRY_WATCH_CONCURRENCY="${FERRY_WATCH_CONCURRENCY:-4}"
 export FERRY_PUMP_MAX_POLLERS="${FERRY_PUMP_MAX_POLLERS:-$FERRY_WATCH_CONCURRENCY}"
 # FERRY_WATCH_RELEASE=1: watch runs the functions' release builds (what deploys; for benchmarks), built
-# before watch starts; default: debug builds, quick to rebuild.
+# before watch starts; a comma list of functions prebuilds only those (the rest build on first request);
+# default 0: debug builds, quick to rebuild.
 export FERRY_WATCH_RELEASE="${FERRY_WATCH_RELEASE:-0}"
 
 export SAM_CLI_TELEMETRY=0

@@ -80,13 +80,20 @@ start_watch() {
     return 1
   }
   local profile=()
-  if [ "$FERRY_WATCH_RELEASE" = 1 ]; then
+  if [ -n "$FERRY_WATCH_RELEASE" ] && [ "$FERRY_WATCH_RELEASE" != 0 ]; then
     # Built here, not on each function's first request (a fat-LTO link takes minutes), one at a time
     # as watch builds them (`--bin NAME`: each function's own features, so watch finds it up to date).
-    local f
-    for f in "$FERRY_ROOT"/functions/*/; do
-      say "watch: building $(basename "$f") in release"
-      (cd "$FERRY_ROOT" && cargo build --release --bin "$(basename "$f")") || return 1
+    # 1: every function; a comma list (e.g. api-jobs,worker-loader): those, the rest on first request.
+    local f names=()
+    if [ "$FERRY_WATCH_RELEASE" = 1 ]; then
+      for f in "$FERRY_ROOT"/functions/*/; do names+=("$(basename "$f")"); done
+    else
+      IFS=, read -r -a names <<<"$FERRY_WATCH_RELEASE"
+    fi
+    for f in "${names[@]}"; do
+      [ -d "$FERRY_ROOT/functions/$f" ] || { say "error: FERRY_WATCH_RELEASE names no function '$f'"; return 1; }
+      say "watch: building $f in release"
+      (cd "$FERRY_ROOT" && cargo build --release --bin "$f") || return 1
     done
     profile=(--release)
   fi

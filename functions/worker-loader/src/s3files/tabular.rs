@@ -109,8 +109,8 @@ fn writer(delimiter: u8) -> csv::Writer<Vec<u8>> {
         .from_writer(Vec::new())
 }
 
-/// The whole file: header plus rows. Its length is exactly `header_len + Σ row_len`, because the csv
-/// writer encodes each record independently of the others.
+/// The whole file: header plus rows. It is exactly the header followed by each row's [`encode_row`],
+/// because the csv writer encodes each record independently of the others.
 pub(super) fn encode(delimiter: u8, hotels: &[Hotel]) -> anyhow::Result<Vec<u8>> {
     let mut w = writer(delimiter);
     w.write_record(HEADER)?;
@@ -120,11 +120,15 @@ pub(super) fn encode(delimiter: u8, hotels: &[Hotel]) -> anyhow::Result<Vec<u8>>
     Ok(w.into_inner()?)
 }
 
-/// Exact bytes one hotel adds to the file.
-pub(super) fn row_len(delimiter: u8, hotel: &Hotel) -> anyhow::Result<usize> {
-    let mut w = writer(delimiter);
+/// Appends one hotel's row, exactly as [`encode`] writes it.
+pub(super) fn encode_row(delimiter: u8, hotel: &Hotel, out: &mut Vec<u8>) -> anyhow::Result<()> {
+    let mut w = csv::WriterBuilder::new()
+        .delimiter(delimiter)
+        .has_headers(false)
+        .from_writer(out);
     w.serialize(Row::from_hotel(hotel)?)?;
-    Ok(w.into_inner()?.len())
+    w.flush()?;
+    Ok(())
 }
 
 /// Reads a file back with the csv crate's own reader, checking the header.

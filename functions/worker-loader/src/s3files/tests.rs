@@ -73,6 +73,33 @@ fn json_csv_and_tsv_files_have_exactly_the_asked_size() {
 }
 
 #[test]
+fn one_pass_json_csv_and_tsv_files_are_their_records_encoded_whole_at_any_size() {
+    let mut x = 0x9e37_79b9_7f4a_7c15_u64;
+    for format in [FileFormat::Json, FileFormat::Csv, FileFormat::Tsv] {
+        let codec = Codec::new(format, 5).unwrap();
+        for _ in 0..40 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let target = 500 + (x % 200_000) as usize;
+            let file = encode_file(format, target, ID, x % 1000).unwrap();
+            assert_generated(&file, target, x % 1000);
+            // The bytes written record by record are the file the codec writes from those records.
+            assert!(
+                codec.encode(&file.hotels).unwrap() == file.bytes,
+                "{format} {target}"
+            );
+            let one = codec.encode(&file.hotels[..1]).unwrap().len();
+            if one <= target {
+                assert_eq!(file.bytes.len(), target, "{format} {target}");
+            } else {
+                assert_eq!(file.hotels.len(), 1, "{format} {target}");
+            }
+        }
+    }
+}
+
+#[test]
 fn avro_and_parquet_files_have_the_asked_size_unless_one_record_is_already_bigger() {
     for format in [FileFormat::Avro, FileFormat::Parquet] {
         let codec = Codec::new(format, 99).unwrap();
