@@ -256,8 +256,15 @@ impl Engine {
             return Ok(false);
         }
         let holds: Vec<(Key, u64)> = started.iter().map(|(k, ..)| (k.clone(), 1)).collect();
-        let copies = futures::stream::iter(objects)
-            .map(|obj| async move {
+        // Biggest first, unordered: the group ends when its last copy does, so long copies start
+        // early, and a big object must not hold back the slots of small ones that finished behind
+        // it (ordered buffering would run a group's tail at a fraction of the concurrency). Each
+        // result carries its index and is put back in order below.
+        let mut order: Vec<usize> = (0..objects.len()).collect();
+        order.sort_by_key(|&i| std::cmp::Reverse(objects[i].size));
+        let copies = futures::stream::iter(order)
+            .map(|i| (i, &objects[i]))
+            .map(|(i, obj)| async move {
                 let _permit = ctx.limits.objects.acquire().await.ok();
                 let copied = match sync::destination_key(
                     &job.connector_config.prefix,
@@ -267,18 +274,21 @@ impl Engine {
                     Ok(dest_key) => self.copy_small(ctx, obj, &dest_key, true).await,
                     Err(e) => Err(S3Fail::Permanent(e)),
                 };
-                match copied {
+                let result = match copied {
                     Ok(()) => (ObjectStatus::Processed, None),
                     Err(e) => {
                         let why = explain(e);
                         tracing::warn!(run_id = %ctx.run_id, object = %obj.key, error = %why, "object failed");
                         (ObjectStatus::Failed, Some(why))
                     }
-                }
+                };
+                (i, result)
             })
-            .buffered(job.concurrency.max(1) as usize)
-            .collect::<Vec<(ObjectStatus, Option<String>)>>();
-        let results = self.leased(&holds, owner, copies).await;
+            .buffer_unordered(job.concurrency.max(1) as usize)
+            .collect::<Vec<(usize, (ObjectStatus, Option<String>))>>();
+        let mut results = self.leased(&holds, owner, copies).await;
+        results.sort_unstable_by_key(|(i, _)| *i);
+        let results: Vec<_> = results.into_iter().map(|(_, r)| r).collect();
         let now = now_rfc3339();
         let mut sums: std::collections::BTreeMap<&'static str, i64> = Default::default();
         let mut ended = Vec::with_capacity(started.len());
