@@ -14,21 +14,23 @@ generated with fake values and encoded by its format's library, parallel PUTs, p
 Layout: 1 bucket, depth 2, 4 folders per level (21 folders), FILES files per folder of SIZE bytes, json.
 peer: the very files ferry wrote, downloaded to a temp dir beforehand (not timed), then
 `aws s3 cp --recursive` into a fresh bucket of the same moto at the same concurrency (16) as ferry's PUTs.
-Each side runs REPEAT times; the best time counts.
+A warm-up fill (not counted) starts the functions and gives the files; then REPEAT rounds, each running
+every tool once in turn. Printed: per-round ratios and their median, and the best of each tool.
 ceiling: the store's own, for context: 16 threads of bare PUTs (keep-alive HTTP, bodies read into
 memory beforehand, no signing or hashing: moto does not check signatures) of the same files.
 reference: `rclone copy` (Debian rclone, Go) of the same tree at the same concurrency, for context: a lean
 uploader of ready-made files, i.e. near what this moto accepts; BENCH_RCLONE=0 skips it.
 """
 
-from http.client import HTTPConnection
 import os
-import threading
+import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
+from http.client import HTTPConnection
 
 from sync_s3 import AWS, DYNAMO, MOTO, TABLE, client, count, http, login, rclone_env, timed
 
@@ -115,56 +117,58 @@ def rclone_copy(src_dir, bucket):
                   "--checkers", str(CONCURRENCY), "--s3-no-check-bucket"], rclone_env(m=MOTO))
 
 
+def fresh_bucket(s3, prefix):
+    name = f"{prefix}-{uuid.uuid4().hex[:12]}"
+    s3.create_bucket(Bucket=name)
+    return name
+
+
 def main():
     token = login()
     s3 = client(MOTO)
-    ferry_best, peer_best, objects, sample = None, None, 0, None
-    for i in range(REPEAT):
-        t, bucket, n = ferry(token)
-        objects = n
-        assert count(s3, bucket) == n, "ferry's bucket holds the reported count"
-        print(f"  ferry run {i + 1}: {n} objects in {t:.2f} s ({n / t:.0f} objects/s)")
-        ferry_best = t if ferry_best is None else min(ferry_best, t)
-        sample = sample or bucket
+    # Round 0 warms the functions up (a first invocation starts the processes) and gives the files
+    # every peer uploads; it is not counted.
+    t, sample, objects = ferry(token)
+    assert count(s3, sample) == objects, "ferry's bucket holds the reported count"
+    print(f"  warm-up: ferry {objects} objects in {t:.2f} s (not counted)")
+    rclone = os.environ.get("BENCH_RCLONE", "1") != "0"
+    rounds = []  # (ferry, aws s3 cp, ceiling, rclone) seconds
     with tempfile.TemporaryDirectory() as tree:
-        # The peer uploads exactly what ferry wrote (same keys, same bytes).
+        # The peers upload exactly what ferry wrote (same keys, same bytes).
         subprocess.run([AWS, "s3", "cp", "--recursive", "--quiet", f"s3://{sample}", tree,
                         "--endpoint-url", MOTO], check=True)
         for i in range(REPEAT):
-            dst = f"bench-cp-{uuid.uuid4().hex[:12]}"
-            s3.create_bucket(Bucket=dst)
-            t = aws_cp(tree, dst)
+            t_ferry, bucket, n = ferry(token)
+            assert n == objects and count(s3, bucket) == n, "ferry's bucket holds the layout"
+            dst = fresh_bucket(s3, "bench-cp")
+            t_aws = aws_cp(tree, dst)
             assert count(s3, dst) == objects
-            print(f"  aws s3 cp run {i + 1}: {objects} objects in {t:.2f} s ({objects / t:.0f} objects/s)")
-            peer_best = t if peer_best is None else min(peer_best, t)
-        ceiling_best = None
-        for i in range(REPEAT):
-            dst = f"bench-put-{uuid.uuid4().hex[:12]}"
-            s3.create_bucket(Bucket=dst)
-            t = bare_puts(tree, dst)
+            dst = fresh_bucket(s3, "bench-put")
+            t_ceiling = bare_puts(tree, dst)
             assert count(s3, dst) == objects
-            print(f"  ceiling (bare PUTs) run {i + 1}: {objects} objects in {t:.2f} s "
-                  f"({objects / t:.0f} objects/s)")
-            ceiling_best = t if ceiling_best is None else min(ceiling_best, t)
-        rclone_best = None
-        if os.environ.get("BENCH_RCLONE", "1") != "0":
-            for i in range(REPEAT):
-                dst = f"bench-rc-{uuid.uuid4().hex[:12]}"
-                s3.create_bucket(Bucket=dst)
-                t = rclone_copy(tree, dst)
+            t_rclone = float("nan")
+            if rclone:
+                dst = fresh_bucket(s3, "bench-rc")
+                t_rclone = rclone_copy(tree, dst)
                 assert count(s3, dst) == objects
-                print(f"  rclone copy run {i + 1}: {objects} objects in {t:.2f} s "
-                      f"({objects / t:.0f} objects/s)")
-                rclone_best = t if rclone_best is None else min(rclone_best, t)
-    print(f"S3 fill, {objects} objects of {SIZE} bytes: ferry {objects / ferry_best:.0f} objects/s, "
-          f"aws s3 cp --recursive {objects / peer_best:.0f} objects/s, "
-          f"ratio {peer_best / ferry_best:.2f}x (goal >= 1.5x)")
-    print(f"  store ceiling (bare PUTs) {objects / ceiling_best:.0f} objects/s: ferry at "
-          f"{100 * ceiling_best / ferry_best:.0f} % of it; 1.5x aws s3 cp would be "
-          f"{100 * 1.5 * ceiling_best / peer_best:.0f} % of it")
-    if rclone_best:
-        print(f"  reference rclone copy {objects / rclone_best:.0f} objects/s: ferry / rclone "
-              f"{rclone_best / ferry_best:.2f}x; rclone / aws s3 cp {peer_best / rclone_best:.2f}x")
+            rounds.append((t_ferry, t_aws, t_ceiling, t_rclone))
+            print(f"  round {i + 1}: objects/s ferry {objects / t_ferry:.0f}, aws s3 cp "
+                  f"{objects / t_aws:.0f}, ceiling (bare PUTs) {objects / t_ceiling:.0f}, rclone copy "
+                  f"{objects / t_rclone:.0f}; ferry / aws s3 cp {t_aws / t_ferry:.2f}x, ferry at "
+                  f"{100 * t_ceiling / t_ferry:.0f} % of the ceiling", flush=True)
+    best = [min(r[k] for r in rounds) for k in range(4)]
+    ratios = sorted(r[1] / r[0] for r in rounds)
+    median = statistics.median(ratios)
+    print(f"S3 fill, {objects} objects of {SIZE} bytes, best of {REPEAT}: ferry "
+          f"{objects / best[0]:.0f} objects/s, aws s3 cp --recursive {objects / best[1]:.0f} objects/s, "
+          f"ratio {best[1] / best[0]:.2f}x; per-round ratios {', '.join(f'{r:.2f}' for r in ratios)}, "
+          f"median {median:.2f}x (goal >= 1.5x)")
+    print(f"  store ceiling (bare PUTs) {objects / best[2]:.0f} objects/s: ferry at "
+          f"{100 * best[2] / best[0]:.0f} % of it; 1.5x aws s3 cp would be "
+          f"{100 * 1.5 * best[2] / best[1]:.0f} % of it")
+    if rclone:
+        print(f"  reference rclone copy {objects / best[3]:.0f} objects/s: ferry / rclone "
+              f"{best[3] / best[0]:.2f}x; rclone / aws s3 cp {best[1] / best[3]:.2f}x")
 
 
 if __name__ == "__main__":
