@@ -32,7 +32,8 @@ import time
 import uuid
 from http.client import HTTPConnection
 
-from sync_s3 import AWS, DYNAMO, MOTO, TABLE, client, count, http, login, rclone_env, timed
+from sync_s3 import (AWS, BARE_AUTH, DYNAMO, MOTO, TABLE, client, count, host_port, http, login,
+                     rclone_env, timed)
 
 FILES = int(os.environ.get("BENCH_FILES", "50"))  # per folder; 21 folders
 SIZE = int(os.environ.get("BENCH_SIZE", "16384"))
@@ -81,16 +82,13 @@ def bare_puts(src_dir, bucket):
             path = os.path.join(root, n)
             with open(path, "rb") as f:
                 files.append((os.path.relpath(path, src_dir), f.read()))
-    host, port = MOTO.split("//", 1)[1].split(":")
-    auth = {"Authorization": "AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/s3/aws4_request, "
-                             "SignedHeaders=host, Signature=0",
-            "x-amz-content-sha256": "UNSIGNED-PAYLOAD", "Content-Type": "application/octet-stream"}
+    auth = dict(BARE_AUTH, **{"Content-Type": "application/octet-stream"})
     it = iter(files)
     lock = threading.Lock()
     failed = []
 
     def work():
-        conn = HTTPConnection(host, int(port))
+        conn = HTTPConnection(*host_port(MOTO))
         while True:
             with lock:
                 nxt = next(it, None)
