@@ -27,13 +27,12 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from http.client import HTTPConnection
 
-from sync_s3 import (AWS, BARE_AUTH, DYNAMO, MOTO, TABLE, client, count, host_port, http, login,
-                     rclone_env, timed)
+from sync_s3 import (AWS, BARE_PUT, DYNAMO, MOTO, TABLE, bare_threads, client, count, host_port, http,
+                     login, rclone_env, timed)
 
 FILES = int(os.environ.get("BENCH_FILES", "50"))  # per folder; 21 folders
 SIZE = int(os.environ.get("BENCH_SIZE", "16384"))
@@ -82,32 +81,14 @@ def bare_puts(src_dir, bucket):
             path = os.path.join(root, n)
             with open(path, "rb") as f:
                 files.append((os.path.relpath(path, src_dir), f.read()))
-    auth = dict(BARE_AUTH, **{"Content-Type": "application/octet-stream"})
-    it = iter(files)
-    lock = threading.Lock()
-    failed = []
 
-    def work():
-        conn = HTTPConnection(*host_port(MOTO))
-        while True:
-            with lock:
-                nxt = next(it, None)
-            if nxt is None:
-                return
-            conn.request("PUT", f"/{bucket}/{nxt[0]}", body=nxt[1], headers=auth)
-            r = conn.getresponse()
-            r.read()
-            if r.status != 200:
-                failed.append(r.status)
+    def put(conn, file):
+        conn.request("PUT", f"/{bucket}/{file[0]}", body=file[1], headers=BARE_PUT)
+        r = conn.getresponse()
+        r.read()
+        return None if r.status == 200 else (file[0], r.status)
 
-    t0 = time.monotonic()
-    threads = [threading.Thread(target=work) for _ in range(CONCURRENCY)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not failed, failed[:5]
-    return time.monotonic() - t0
+    return bare_threads(files, lambda: HTTPConnection(*host_port(MOTO)), put)
 
 
 def rclone_copy(src_dir, bucket):

@@ -33,6 +33,7 @@ import time
 import urllib.request
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from http.client import HTTPConnection
 
 import botocore.session
 from botocore.config import Config
@@ -177,30 +178,25 @@ def host_port(url):
     return host, int(port.rstrip("/"))
 
 
-def foreign_ceiling(far, far_url, src, dst):
-    """16 threads copying through themselves: GET the whole object from `far_url`, PUT it to the stack's
-    moto, on keep-alive connections, with nothing else (no listing of the destination, no checks)."""
-    from http.client import HTTPConnection
-    keys = [o["Key"] for p in far.get_paginator("list_objects_v2").paginate(Bucket=src)
-            for o in p.get("Contents", [])]
-    it, lock, failed = iter(keys), threading.Lock(), []
+BARE_PUT = dict(BARE_AUTH, **{"Content-Type": "application/octet-stream"})
+
+
+def bare_threads(items, connect, step):
+    """A bare client's ceiling: CONCURRENCY threads take `items` from one queue; each opens its own
+    keep-alive connections with `connect()` and runs `step(conns, item)`, which returns None or what
+    failed. Returns the seconds taken; fails if any item failed."""
+    it, lock, failed = iter(items), threading.Lock(), []
 
     def work():
-        get, put = HTTPConnection(*host_port(far_url)), HTTPConnection(*host_port(MOTO))
+        conns = connect()
         while True:
             with lock:
-                key = next(it, None)
-            if key is None:
+                item = next(it, None)
+            if item is None:
                 return
-            get.request("GET", f"/{src}/{key}", headers=BARE_AUTH)
-            r = get.getresponse()
-            body = r.read()
-            put.request("PUT", f"/{dst}/{key}", body=body,
-                        headers=dict(BARE_AUTH, **{"Content-Type": "application/octet-stream"}))
-            w = put.getresponse()
-            w.read()
-            if r.status != 200 or w.status != 200:
-                failed.append((key, r.status, w.status))
+            bad = step(conns, item)
+            if bad is not None:
+                failed.append(bad)
 
     t0 = time.monotonic()
     threads = [threading.Thread(target=work) for _ in range(CONCURRENCY)]
@@ -210,6 +206,26 @@ def foreign_ceiling(far, far_url, src, dst):
         t.join()
     assert not failed, failed[:3]
     return time.monotonic() - t0
+
+
+def foreign_ceiling(far, far_url, src, dst):
+    """16 threads copying through themselves: GET the whole object from `far_url`, PUT it to the stack's
+    moto, on keep-alive connections, with nothing else (no listing of the destination, no checks)."""
+    keys = [o["Key"] for p in far.get_paginator("list_objects_v2").paginate(Bucket=src)
+            for o in p.get("Contents", [])]
+
+    def copy(conns, key):
+        get, put = conns
+        get.request("GET", f"/{src}/{key}", headers=BARE_AUTH)
+        r = get.getresponse()
+        body = r.read()
+        put.request("PUT", f"/{dst}/{key}", body=body, headers=BARE_PUT)
+        w = put.getresponse()
+        w.read()
+        return None if r.status == w.status == 200 else (key, r.status, w.status)
+
+    return bare_threads(
+        keys, lambda: (HTTPConnection(*host_port(far_url)), HTTPConnection(*host_port(MOTO))), copy)
 
 
 def best(label, f, *args):
