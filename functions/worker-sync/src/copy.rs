@@ -263,8 +263,8 @@ impl Engine {
         let mut order: Vec<usize> = (0..objects.len()).collect();
         order.sort_by_key(|&i| std::cmp::Reverse(objects[i].size));
         let copies = futures::stream::iter(order)
-            .map(|i| (i, &objects[i]))
-            .map(|(i, obj)| async move {
+            .map(|i| async move {
+                let obj = &objects[i];
                 let _permit = ctx.limits.objects.acquire().await.ok();
                 let copied = match sync::destination_key(
                     &job.connector_config.prefix,

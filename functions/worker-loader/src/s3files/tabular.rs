@@ -102,17 +102,18 @@ const HEADER: [&str; 18] = [
     "padding",
 ];
 
-fn writer(delimiter: u8) -> csv::Writer<Vec<u8>> {
+/// The one writer configuration of both [`encode`] and [`encode_row`].
+fn writer<W: std::io::Write>(delimiter: u8, out: W) -> csv::Writer<W> {
     csv::WriterBuilder::new()
         .delimiter(delimiter)
         .has_headers(false)
-        .from_writer(Vec::new())
+        .from_writer(out)
 }
 
 /// The whole file: header plus rows. It is exactly the header followed by each row's [`encode_row`],
 /// because the csv writer encodes each record independently of the others.
 pub(super) fn encode(delimiter: u8, hotels: &[Hotel]) -> anyhow::Result<Vec<u8>> {
-    let mut w = writer(delimiter);
+    let mut w = writer(delimiter, Vec::new());
     w.write_record(HEADER)?;
     for h in hotels {
         w.serialize(Row::from_hotel(h)?)?;
@@ -122,10 +123,7 @@ pub(super) fn encode(delimiter: u8, hotels: &[Hotel]) -> anyhow::Result<Vec<u8>>
 
 /// Appends one hotel's row, exactly as [`encode`] writes it.
 pub(super) fn encode_row(delimiter: u8, hotel: &Hotel, out: &mut Vec<u8>) -> anyhow::Result<()> {
-    let mut w = csv::WriterBuilder::new()
-        .delimiter(delimiter)
-        .has_headers(false)
-        .from_writer(out);
+    let mut w = writer(delimiter, out);
     w.serialize(Row::from_hotel(hotel)?)?;
     w.flush()?;
     Ok(())
