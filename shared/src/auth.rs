@@ -17,13 +17,16 @@ use axum::extract::{FromRef, FromRequestParts};
 use axum::http::header;
 use axum::http::request::Parts;
 use base64::Engine;
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use hmac::{Hmac, Mac};
+use jwt::{AlgorithmType, Header, SignWithKey, Token, VerifyWithKey};
 use serde::{Deserialize, Serialize};
 use std::sync::{Arc, OnceLock};
 
 pub const TOKEN_TTL_SECS: i64 = 15 * 60;
 pub const AUDIENCE: &str = "ferry";
 pub const ISSUER: &str = "ferry";
+/// Clock skew tolerated on `exp`, in seconds.
+pub const LEEWAY_SECS: i64 = 5;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Claims {
@@ -46,9 +49,7 @@ pub struct AccessToken {
 
 /// Issues and verifies tokens with one signing key.
 pub struct Tokens {
-    encoding: EncodingKey,
-    decoding: DecodingKey,
-    validation: Validation,
+    key: Hmac<sha2::Sha256>,
 }
 
 impl std::fmt::Debug for Tokens {
@@ -59,15 +60,8 @@ impl std::fmt::Debug for Tokens {
 
 impl Tokens {
     pub fn new(key: &[u8]) -> Self {
-        let mut validation = Validation::new(Algorithm::HS256);
-        validation.set_audience(&[AUDIENCE]);
-        validation.set_issuer(&[ISSUER]);
-        validation.set_required_spec_claims(&["exp", "aud", "iss", "sub"]);
-        validation.leeway = 5;
         Self {
-            encoding: EncodingKey::from_secret(key),
-            decoding: DecodingKey::from_secret(key),
-            validation,
+            key: Hmac::new_from_slice(key).expect("HMAC takes a key of any length"),
         }
     }
 
@@ -93,30 +87,48 @@ impl Tokens {
             exp: now + TOKEN_TTL_SECS,
             roles: user.roles.clone(),
         };
-        let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+        let header = Header {
+            algorithm: AlgorithmType::Hs256,
+            type_: Some(jwt::header::HeaderType::JsonWebToken),
+            ..Header::default()
+        };
+        let token = Token::new(header, claims)
+            .sign_with_key(&self.key)
             .map_err(ApiError::internal)?;
         Ok(AccessToken {
-            access_token: token,
+            access_token: token.as_str().to_owned(),
             expires_in: TOKEN_TTL_SECS,
             token_type: "bearer".into(),
         })
     }
 
+    /// Accepts a token only if its header names HS256, its signature is this key's (compared in constant
+    /// time), and its claims are all present, unexpired (with [`LEEWAY_SECS`]), for [`AUDIENCE`] and
+    /// from [`ISSUER`].
     pub fn verify(&self, token: &str) -> Result<Claims, ApiError> {
-        jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
-            .map(|d| d.claims)
-            .map_err(|e| {
-                use jsonwebtoken::errors::ErrorKind as K;
-                let why = match e.kind() {
-                    K::ExpiredSignature => "token expired",
-                    K::InvalidAudience => "token is for another audience",
-                    K::InvalidIssuer => "token has another issuer",
-                    K::InvalidSignature => "token signature is invalid",
-                    K::InvalidAlgorithm => "token algorithm is not accepted",
-                    _ => "token is malformed",
-                };
-                ApiError::unauthorized(why).field("authorization")
+        let refuse = |why: &str| ApiError::unauthorized(why).field("authorization");
+        let claims: Claims = token.verify_with_key(&self.key).map_err(|e| {
+            refuse(match e {
+                jwt::Error::AlgorithmMismatch(..) => "token algorithm is not accepted",
+                jwt::Error::RustCryptoMac(_) | jwt::Error::InvalidSignature => {
+                    "token signature is invalid"
+                }
+                _ => "token is malformed",
             })
+        })?;
+        if claims.exp + LEEWAY_SECS < chrono::Utc::now().timestamp() {
+            return Err(refuse("token expired"));
+        }
+        if claims.aud != AUDIENCE {
+            return Err(refuse("token is for another audience"));
+        }
+        if claims.iss != ISSUER {
+            return Err(refuse("token has another issuer"));
+        }
+        if claims.sub.is_empty() {
+            return Err(refuse("token is malformed"));
+        }
+        Ok(claims)
     }
 }
 
@@ -278,7 +290,7 @@ mod tests {
     }
 
     #[test]
-    fn wrong_key_alg_none_expired_and_wrong_audience_are_refused() {
+    fn wrong_key_alg_none_other_algorithms_forged_claims_expired_and_wrong_audience_are_refused() {
         let t = Tokens::new(&[7u8; 32]);
         let other = Tokens::new(&[8u8; 32]);
         let tok = other.issue(&user()).unwrap().access_token;
@@ -296,19 +308,61 @@ mod tests {
         let header_none = URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#);
         let body =
             URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims(AUDIENCE, now + 600)).unwrap());
-        assert!(t.verify(&format!("{header_none}.{body}.")).is_err());
+        let none = t.verify(&format!("{header_none}.{body}.")).unwrap_err();
+        assert_eq!(none.message, "token algorithm is not accepted");
+        assert_eq!(none.status.as_u16(), 401);
 
-        let key = EncodingKey::from_secret(&[7u8; 32]);
-        let expired =
-            jsonwebtoken::encode(&Header::default(), &claims(AUDIENCE, now - 600), &key).unwrap();
+        let key: Hmac<sha2::Sha256> = Hmac::new_from_slice(&[7u8; 32]).unwrap();
+        let sign = |c: Claims| c.sign_with_key(&key).unwrap();
+        let expired = sign(claims(AUDIENCE, now - 600));
         assert_eq!(t.verify(&expired).unwrap_err().message, "token expired");
-        let foreign =
-            jsonwebtoken::encode(&Header::default(), &claims("someone-else", now + 600), &key)
-                .unwrap();
+        let foreign = sign(claims("someone-else", now + 600));
         assert_eq!(
             t.verify(&foreign).unwrap_err().message,
             "token is for another audience"
         );
+        let mut other_issuer = claims(AUDIENCE, now + 600);
+        other_issuer.iss = "mallory".into();
+        let other_issuer = sign(other_issuer);
+        assert_eq!(
+            t.verify(&other_issuer).unwrap_err().message,
+            "token has another issuer"
+        );
+        // Within the leeway a just-expired token still passes.
+        assert_eq!(
+            t.verify(&sign(claims(AUDIENCE, now - 2))).unwrap().sub,
+            "ada"
+        );
+
+        // A valid token whose claims were changed after signing.
+        let good = sign(claims(AUDIENCE, now + 600));
+        let mut parts: Vec<&str> = good.split('.').collect();
+        let mut forged = claims(AUDIENCE, now + 600);
+        forged.sub = "root".into();
+        let forged = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&forged).unwrap());
+        parts[1] = &forged;
+        assert_eq!(
+            t.verify(&parts.join(".")).unwrap_err().message,
+            "token signature is invalid"
+        );
+
+        // HS512 in the header is refused even with a signature from the right key.
+        let hs512 = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS512","typ":"JWT"}"#);
+        let mut mac = key.clone();
+        mac.update(format!("{hs512}.{}", parts[1]).as_bytes());
+        let sig = URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes());
+        assert_eq!(
+            t.verify(&format!("{hs512}.{}.{sig}", parts[1]))
+                .unwrap_err()
+                .message,
+            "token algorithm is not accepted"
+        );
+
+        // Claims without exp (or any required claim) are malformed.
+        let no_exp = serde_json::json!({"sub": "ada", "aud": AUDIENCE, "iss": ISSUER, "iat": now});
+        let no_exp = no_exp.sign_with_key(&key).unwrap();
+        assert_eq!(t.verify(&no_exp).unwrap_err().message, "token is malformed");
+        assert_eq!(t.verify("a.b").unwrap_err().message, "token is malformed");
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! The S3 loader's files: `{n}.{ext}` objects of `file_size` bytes holding "hotel" records, written with
-//! each format's own library (serde_json, csv, apache-avro, arrow + parquet), as the original loader did.
+//! each format's own library (serde_json, csv, apache-avro, parquet), as the original loader did.
 //!
 //! Public API:
 //! - [`FileFormat`]: `json | csv | tsv | avro | parquet` (serde and [`str::parse`], lowercase), with
@@ -28,8 +28,8 @@
 //!   by a byte exactly at the target, one filler byte goes on the first record. Exact in every case
 //!   tried (the tests' 10 KiB, 100 KiB, 1 MiB and a varint boundary; 150 random sizes from 7 KB to
 //!   300 KB per format), but if 16 rounds do not land on it the closest encoding is returned, which is
-//!   within one record. Minimum: 1.4 to 1.6 KB for avro (the schema rides in the header), 6.5 to
-//!   7.1 KB for parquet (footer metadata and statistics for 21 leaf columns): 1 KiB cannot be reached.
+//!   within one record. Minimum: 1.4 to 1.6 KB for avro (the schema rides in the header), 4.7 to
+//!   5.4 KB for parquet (footer metadata and statistics for 22 leaf columns): 1 KiB cannot be reached.
 //!
 //! Cost: json, csv and tsv files are written in one pass (each record generated and encoded once, the
 //! last one encoded twice); avro and parquet fitting encodes a file 2 to 4 times (a 1 MiB file: 30 ms

@@ -1,157 +1,67 @@
-//! Parquet through arrow: one record batch, one row group, nested fields as real Parquet lists and
-//! structs. Uncompressed and without dictionaries so that the file's size follows its data (and no codec
-//! crate is compiled); the padding column has no statistics, so padding adds its bytes once, not thrice.
+//! Parquet with the parquet crate's own column writers: one row group, nested fields as standard
+//! three-level Parquet LISTs of strings and of structs. Uncompressed and without dictionaries so that
+//! the file's size follows its data (and no codec crate is compiled); the padding column has no
+//! statistics, so padding adds its bytes once, not thrice.
+//!
+//! No Arrow: the file is written straight from the hotels, column by column, with each leaf's
+//! definition and repetition levels; the Arrow writer this replaces linked ~1.4 MB of Arrow kernels
+//! (casts, comparisons, selections) into the worker for the same bytes on disk (bench/RESULTS.md).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
-use anyhow::Context;
-use arrow_array::cast::AsArray;
-use arrow_array::types::{Float64Type, Int64Type};
-use arrow_array::{
-    Array, ArrayRef, BooleanArray, Float64Array, Int64Array, ListArray, RecordBatch, StringArray,
-    StructArray,
-};
-use arrow_buffer::OffsetBuffer;
-use arrow_schema::{DataType, Field, Fields, Schema, SchemaRef};
-use parquet::arrow::ArrowWriter;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use anyhow::{Context, bail};
 use parquet::basic::Compression;
+use parquet::column::writer::ColumnWriter;
+use parquet::data_type::ByteArray;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::file::reader::{FileReader, SerializedFileReader};
+use parquet::file::writer::SerializedFileWriter;
+use parquet::record::{Field, Row};
+use parquet::schema::parser::parse_message_type;
 use parquet::schema::types::ColumnPath;
 
 use super::hotel::{Hotel, Rating, Review};
 
-fn rating_fields() -> Fields {
-    Fields::from(vec![
-        Field::new("value", DataType::Int64, false),
-        Field::new("cleanliness", DataType::Int64, false),
-        Field::new("overall", DataType::Int64, false),
-    ])
-}
-
-fn review_fields() -> Fields {
-    Fields::from(vec![
-        Field::new("date", DataType::Utf8, false),
-        Field::new("author", DataType::Utf8, false),
-        Field::new("rating", DataType::Struct(rating_fields()), false),
-    ])
-}
-
-fn like_item() -> Arc<Field> {
-    Arc::new(Field::new("item", DataType::Utf8, false))
-}
-
-fn review_item() -> Arc<Field> {
-    Arc::new(Field::new("item", DataType::Struct(review_fields()), false))
-}
-
-/// The hotel record as an Arrow schema; columns in the template's order.
-pub fn schema() -> SchemaRef {
-    let s = |name: &str| Field::new(name, DataType::Utf8, false);
-    Arc::new(Schema::new(vec![
-        s("country"),
-        s("address"),
-        Field::new("free_parking", DataType::Boolean, false),
-        s("city"),
-        s("type"),
-        s("url"),
-        s("phone"),
-        Field::new("price", DataType::Float64, false),
-        Field::new("avg_ratings", DataType::Float64, false),
-        Field::new("free_breakfast", DataType::Boolean, false),
-        s("name"),
-        s("email"),
-        Field::new("mutated", DataType::Int64, false),
-        s("key"),
-        Field::new("document_size", DataType::Int64, false),
-        Field::new("public_likes", DataType::List(like_item()), false),
-        Field::new("reviews", DataType::List(review_item()), false),
-        s("padding"),
-    ]))
-}
-
-fn strings<'a>(values: impl Iterator<Item = &'a str>) -> ArrayRef {
-    Arc::new(StringArray::from_iter_values(values))
-}
-
-fn batch(hotels: &[Hotel]) -> anyhow::Result<RecordBatch> {
-    let text = |f: fn(&Hotel) -> &str| strings(hotels.iter().map(f));
-    let flags = |f: fn(&Hotel) -> bool| -> ArrayRef {
-        Arc::new(BooleanArray::from(hotels.iter().map(f).collect::<Vec<_>>()))
-    };
-    let reals = |f: fn(&Hotel) -> f64| -> ArrayRef {
-        Arc::new(Float64Array::from_iter_values(hotels.iter().map(f)))
-    };
-    let longs = |f: fn(&Hotel) -> i64| -> ArrayRef {
-        Arc::new(Int64Array::from_iter_values(hotels.iter().map(f)))
-    };
-
-    let likes = ListArray::try_new(
-        like_item(),
-        OffsetBuffer::from_lengths(hotels.iter().map(|h| h.public_likes.len())),
-        strings(
-            hotels
-                .iter()
-                .flat_map(|h| h.public_likes.iter().map(String::as_str)),
-        ),
-        None,
-    )?;
-
-    let all: Vec<&Review> = hotels.iter().flat_map(|h| &h.reviews).collect();
-    let rating = |f: fn(&Rating) -> i64| -> ArrayRef {
-        Arc::new(Int64Array::from_iter_values(
-            all.iter().map(|r| f(&r.rating)),
-        ))
-    };
-    let ratings = StructArray::try_new(
-        rating_fields(),
-        vec![
-            rating(|r| r.value),
-            rating(|r| r.cleanliness),
-            rating(|r| r.overall),
-        ],
-        None,
-    )?;
-    let reviews = StructArray::try_new(
-        review_fields(),
-        vec![
-            strings(all.iter().map(|r| r.date.as_str())),
-            strings(all.iter().map(|r| r.author.as_str())),
-            Arc::new(ratings),
-        ],
-        None,
-    )?;
-    let reviews = ListArray::try_new(
-        review_item(),
-        OffsetBuffer::from_lengths(hotels.iter().map(|h| h.reviews.len())),
-        Arc::new(reviews),
-        None,
-    )?;
-
-    Ok(RecordBatch::try_new(
-        schema(),
-        vec![
-            text(|h| &h.country),
-            text(|h| &h.address),
-            flags(|h| h.free_parking),
-            text(|h| &h.city),
-            text(|h| &h.kind),
-            text(|h| &h.url),
-            text(|h| &h.phone),
-            reals(|h| h.price),
-            reals(|h| h.avg_ratings),
-            flags(|h| h.free_breakfast),
-            text(|h| &h.name),
-            text(|h| &h.email),
-            longs(|h| h.mutated),
-            text(|h| &h.key),
-            longs(|h| h.document_size),
-            Arc::new(likes),
-            Arc::new(reviews),
-            text(|h| &h.padding),
-        ],
-    )?)
-}
+/// The hotel record as a Parquet schema; columns in the template's order. Every field is required;
+/// the two lists may be empty.
+const SCHEMA: &str = "
+message hotel {
+  required binary country (STRING);
+  required binary address (STRING);
+  required boolean free_parking;
+  required binary city (STRING);
+  required binary type (STRING);
+  required binary url (STRING);
+  required binary phone (STRING);
+  required double price;
+  required double avg_ratings;
+  required boolean free_breakfast;
+  required binary name (STRING);
+  required binary email (STRING);
+  required int64 mutated;
+  required binary key (STRING);
+  required int64 document_size;
+  required group public_likes (LIST) {
+    repeated group list {
+      required binary element (STRING);
+    }
+  }
+  required group reviews (LIST) {
+    repeated group list {
+      required group element {
+        required binary date (STRING);
+        required binary author (STRING);
+        required group rating {
+          required int64 value;
+          required int64 cleanliness;
+          required int64 overall;
+        }
+      }
+    }
+  }
+  required binary padding (STRING);
+}";
 
 fn properties() -> WriterProperties {
     WriterProperties::builder()
@@ -163,9 +73,124 @@ fn properties() -> WriterProperties {
         .build()
 }
 
+/// Definition and repetition levels of a list's leaves: an empty list is one slot at level 0, the
+/// first element of a list starts a new row (repetition 0), the others repeat it (1).
+struct Levels {
+    def: Vec<i16>,
+    rep: Vec<i16>,
+}
+
+impl Levels {
+    fn of(lengths: impl Iterator<Item = usize>) -> Self {
+        let (mut def, mut rep) = (Vec::new(), Vec::new());
+        for n in lengths {
+            if n == 0 {
+                def.push(0);
+                rep.push(0);
+            }
+            for i in 0..n {
+                def.push(1);
+                rep.push(i16::from(i > 0));
+            }
+        }
+        Self { def, rep }
+    }
+}
+
+/// One leaf column's values, in the schema's leaf order.
+enum Leaf<'a> {
+    Text(Vec<&'a str>),
+    Flag(Vec<bool>),
+    Real(Vec<f64>),
+    Long(Vec<i64>),
+}
+
+fn leaves(hotels: &[Hotel]) -> Vec<(Leaf<'_>, Option<&'static str>)> {
+    let text = |f: fn(&Hotel) -> &str| Leaf::Text(hotels.iter().map(f).collect());
+    let flag = |f: fn(&Hotel) -> bool| Leaf::Flag(hotels.iter().map(f).collect());
+    let real = |f: fn(&Hotel) -> f64| Leaf::Real(hotels.iter().map(f).collect());
+    let long = |f: fn(&Hotel) -> i64| Leaf::Long(hotels.iter().map(f).collect());
+    let reviews: Vec<&Review> = hotels.iter().flat_map(|h| &h.reviews).collect();
+    let review_text = |f: fn(&Review) -> &str| Leaf::Text(reviews.iter().map(|r| f(r)).collect());
+    let score = |f: fn(&Rating) -> i64| Leaf::Long(reviews.iter().map(|r| f(&r.rating)).collect());
+    let (likes, review) = (Some("public_likes"), Some("reviews"));
+    vec![
+        (text(|h| &h.country), None),
+        (text(|h| &h.address), None),
+        (flag(|h| h.free_parking), None),
+        (text(|h| &h.city), None),
+        (text(|h| &h.kind), None),
+        (text(|h| &h.url), None),
+        (text(|h| &h.phone), None),
+        (real(|h| h.price), None),
+        (real(|h| h.avg_ratings), None),
+        (flag(|h| h.free_breakfast), None),
+        (text(|h| &h.name), None),
+        (text(|h| &h.email), None),
+        (long(|h| h.mutated), None),
+        (text(|h| &h.key), None),
+        (long(|h| h.document_size), None),
+        (
+            Leaf::Text(
+                hotels
+                    .iter()
+                    .flat_map(|h| h.public_likes.iter().map(String::as_str))
+                    .collect(),
+            ),
+            likes,
+        ),
+        (review_text(|r| &r.date), review),
+        (review_text(|r| &r.author), review),
+        (score(|r| r.value), review),
+        (score(|r| r.cleanliness), review),
+        (score(|r| r.overall), review),
+        (text(|h| &h.padding), None),
+    ]
+}
+
 pub(super) fn encode(hotels: &[Hotel]) -> anyhow::Result<Vec<u8>> {
-    let mut writer = ArrowWriter::try_new(Vec::new(), schema(), Some(properties()))?;
-    writer.write(&batch(hotels)?)?;
+    let schema = Arc::new(parse_message_type(SCHEMA)?);
+    let mut writer = SerializedFileWriter::new(Vec::new(), schema, Arc::new(properties()))?;
+    let like_levels = Levels::of(hotels.iter().map(|h| h.public_likes.len()));
+    let review_levels = Levels::of(hotels.iter().map(|h| h.reviews.len()));
+    let mut row_group = writer.next_row_group()?;
+    for (leaf, list) in leaves(hotels) {
+        let mut column = row_group
+            .next_column()?
+            .context("the schema has fewer leaf columns than the hotel")?;
+        let levels = list.map(|l| match l {
+            "public_likes" => &like_levels,
+            _ => &review_levels,
+        });
+        let (def, rep) = (
+            levels.map(|l| l.def.as_slice()),
+            levels.map(|l| l.rep.as_slice()),
+        );
+        match (column.untyped(), leaf) {
+            (ColumnWriter::ByteArrayColumnWriter(w), Leaf::Text(values)) => {
+                let values: Vec<ByteArray> = values
+                    .into_iter()
+                    .map(|s| ByteArray::from(s.as_bytes().to_vec()))
+                    .collect();
+                w.write_batch(&values, def, rep)?
+            }
+            (ColumnWriter::BoolColumnWriter(w), Leaf::Flag(values)) => {
+                w.write_batch(&values, def, rep)?
+            }
+            (ColumnWriter::DoubleColumnWriter(w), Leaf::Real(values)) => {
+                w.write_batch(&values, def, rep)?
+            }
+            (ColumnWriter::Int64ColumnWriter(w), Leaf::Long(values)) => {
+                w.write_batch(&values, def, rep)?
+            }
+            _ => bail!("a hotel field does not match its Parquet column's type"),
+        };
+        column.close()?;
+    }
+    if row_group.next_column()?.is_some() {
+        bail!("the schema has more leaf columns than the hotel");
+    }
+    row_group.close()?;
     Ok(writer.into_inner()?)
 }
 
@@ -186,131 +211,122 @@ pub(super) fn estimated_len(h: &Hotel) -> usize {
     scalars + likes + reviews
 }
 
-/// Reads a file back with parquet's arrow reader.
+/// Reads a file back with parquet's record reader, by column name.
 pub fn decode(bytes: &[u8]) -> anyhow::Result<Vec<Hotel>> {
-    let reader =
-        ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::copy_from_slice(bytes))?.build()?;
-    let mut hotels = Vec::new();
-    for batch in reader {
-        hotels.extend(from_batch(&batch?)?);
+    let reader = SerializedFileReader::new(bytes::Bytes::copy_from_slice(bytes))?;
+    reader.get_row_iter(None)?.map(|row| hotel(&row?)).collect()
+}
+
+/// A row's fields by name.
+struct Named<'a>(HashMap<&'a str, &'a Field>);
+
+impl<'a> Named<'a> {
+    fn of(row: &'a Row) -> Self {
+        Self(
+            row.get_column_iter()
+                .map(|(name, field)| (name.as_str(), field))
+                .collect(),
+        )
     }
-    Ok(hotels)
+
+    fn get(&self, name: &str) -> anyhow::Result<&'a Field> {
+        self.0
+            .get(name)
+            .copied()
+            .with_context(|| format!("no column {name}"))
+    }
+
+    fn text(&self, name: &str) -> anyhow::Result<String> {
+        match self.get(name)? {
+            Field::Str(s) => Ok(s.clone()),
+            other => bail!("column {name} is not a string: {other:?}"),
+        }
+    }
+
+    fn flag(&self, name: &str) -> anyhow::Result<bool> {
+        match self.get(name)? {
+            Field::Bool(b) => Ok(*b),
+            other => bail!("column {name} is not boolean: {other:?}"),
+        }
+    }
+
+    fn real(&self, name: &str) -> anyhow::Result<f64> {
+        match self.get(name)? {
+            Field::Double(x) => Ok(*x),
+            other => bail!("column {name} is not a double: {other:?}"),
+        }
+    }
+
+    fn long(&self, name: &str) -> anyhow::Result<i64> {
+        match self.get(name)? {
+            Field::Long(x) => Ok(*x),
+            other => bail!("column {name} is not int64: {other:?}"),
+        }
+    }
+
+    fn group(&self, name: &str) -> anyhow::Result<&'a Row> {
+        match self.get(name)? {
+            Field::Group(row) => Ok(row),
+            other => bail!("column {name} is not a group: {other:?}"),
+        }
+    }
+
+    fn list(&self, name: &str) -> anyhow::Result<&'a [Field]> {
+        match self.get(name)? {
+            Field::ListInternal(list) => Ok(list.elements()),
+            other => bail!("column {name} is not a list: {other:?}"),
+        }
+    }
 }
 
-fn column<'a>(batch: &'a RecordBatch, name: &str) -> anyhow::Result<&'a ArrayRef> {
-    batch
-        .column_by_name(name)
-        .with_context(|| format!("no column {name}"))
-}
-
-fn text_column<'a>(batch: &'a RecordBatch, name: &str) -> anyhow::Result<&'a StringArray> {
-    column(batch, name)?
-        .as_string_opt::<i32>()
-        .with_context(|| format!("column {name} is not utf8"))
-}
-
-fn from_batch(batch: &RecordBatch) -> anyhow::Result<Vec<Hotel>> {
-    let text = |name| text_column(batch, name);
-    let flag = |name| {
-        column(batch, name)?
-            .as_boolean_opt()
-            .with_context(|| format!("column {name} is not boolean"))
-    };
-    let real = |name| {
-        column(batch, name)?
-            .as_primitive_opt::<Float64Type>()
-            .with_context(|| format!("column {name} is not float64"))
-    };
-    let long = |name| {
-        column(batch, name)?
-            .as_primitive_opt::<Int64Type>()
-            .with_context(|| format!("column {name} is not int64"))
-    };
-    let list = |name| {
-        column(batch, name)?
-            .as_list_opt::<i32>()
-            .with_context(|| format!("column {name} is not a list"))
-    };
-    let (country, address, city, kind, url, phone) = (
-        text("country")?,
-        text("address")?,
-        text("city")?,
-        text("type")?,
-        text("url")?,
-        text("phone")?,
-    );
-    let (name, email, key, padding) = (
-        text("name")?,
-        text("email")?,
-        text("key")?,
-        text("padding")?,
-    );
-    let (free_parking, free_breakfast) = (flag("free_parking")?, flag("free_breakfast")?);
-    let (price, avg_ratings) = (real("price")?, real("avg_ratings")?);
-    let (mutated, document_size) = (long("mutated")?, long("document_size")?);
-    let (likes, reviews) = (list("public_likes")?, list("reviews")?);
-
-    (0..batch.num_rows())
-        .map(|i| {
-            let row_likes = likes.value(i);
-            let row_likes = row_likes
-                .as_string_opt::<i32>()
-                .context("public_likes items are not utf8")?;
-            Ok(Hotel {
-                country: country.value(i).to_string(),
-                address: address.value(i).to_string(),
-                free_parking: free_parking.value(i),
-                city: city.value(i).to_string(),
-                kind: kind.value(i).to_string(),
-                url: url.value(i).to_string(),
-                phone: phone.value(i).to_string(),
-                price: price.value(i),
-                avg_ratings: avg_ratings.value(i),
-                free_breakfast: free_breakfast.value(i),
-                name: name.value(i).to_string(),
-                email: email.value(i).to_string(),
-                mutated: mutated.value(i),
-                key: key.value(i).to_string(),
-                document_size: document_size.value(i),
-                public_likes: row_likes.iter().flatten().map(str::to_string).collect(),
-                reviews: reviews_of(reviews.value(i).as_ref())?,
-                padding: padding.value(i).to_string(),
-            })
+fn hotel(row: &Row) -> anyhow::Result<Hotel> {
+    let f = Named::of(row);
+    let public_likes = f
+        .list("public_likes")?
+        .iter()
+        .map(|like| match like {
+            Field::Str(s) => Ok(s.clone()),
+            other => bail!("public_likes item is not a string: {other:?}"),
         })
-        .collect()
-}
-
-fn reviews_of(array: &dyn Array) -> anyhow::Result<Vec<Review>> {
-    let reviews = array
-        .as_struct_opt()
-        .context("reviews items are not structs")?;
-    let text = |name: &str| {
-        reviews
-            .column_by_name(name)
-            .and_then(|c| c.as_string_opt::<i32>())
-            .with_context(|| format!("review {name} is not utf8"))
-    };
-    let (date, author) = (text("date")?, text("author")?);
-    let rating = reviews
-        .column_by_name("rating")
-        .and_then(|c| c.as_struct_opt())
-        .context("review rating is not a struct")?;
-    let score = |name: &str| {
-        rating
-            .column_by_name(name)
-            .and_then(|c| c.as_primitive_opt::<Int64Type>())
-            .with_context(|| format!("rating {name} is not int64"))
-    };
-    let (value, cleanliness, overall) = (score("value")?, score("cleanliness")?, score("overall")?);
-    Ok((0..reviews.len())
-        .map(|i| Review {
-            date: date.value(i).to_string(),
-            author: author.value(i).to_string(),
-            rating: Rating {
-                value: value.value(i),
-                cleanliness: cleanliness.value(i),
-                overall: overall.value(i),
-            },
+        .collect::<anyhow::Result<_>>()?;
+    let reviews = f
+        .list("reviews")?
+        .iter()
+        .map(|review| match review {
+            Field::Group(review) => {
+                let r = Named::of(review);
+                let rating = Named::of(r.group("rating")?);
+                Ok(Review {
+                    date: r.text("date")?,
+                    author: r.text("author")?,
+                    rating: Rating {
+                        value: rating.long("value")?,
+                        cleanliness: rating.long("cleanliness")?,
+                        overall: rating.long("overall")?,
+                    },
+                })
+            }
+            other => bail!("reviews item is not a group: {other:?}"),
         })
-        .collect())
+        .collect::<anyhow::Result<_>>()?;
+    Ok(Hotel {
+        country: f.text("country")?,
+        address: f.text("address")?,
+        free_parking: f.flag("free_parking")?,
+        city: f.text("city")?,
+        kind: f.text("type")?,
+        url: f.text("url")?,
+        phone: f.text("phone")?,
+        price: f.real("price")?,
+        avg_ratings: f.real("avg_ratings")?,
+        free_breakfast: f.flag("free_breakfast")?,
+        name: f.text("name")?,
+        email: f.text("email")?,
+        mutated: f.long("mutated")?,
+        key: f.text("key")?,
+        document_size: f.long("document_size")?,
+        public_likes,
+        reviews,
+        padding: f.text("padding")?,
+    })
 }

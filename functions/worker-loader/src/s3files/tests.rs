@@ -220,3 +220,37 @@ fn avro_size_is_exact_even_where_the_padding_length_varint_grows() {
     assert_eq!(file.bytes.len(), target);
     assert_eq!(decode(FileFormat::Avro, &file.bytes).unwrap(), file.hotels);
 }
+
+#[test]
+fn parquet_lists_round_trip_when_empty_or_full_and_are_standard_three_level_lists() {
+    let mut hotels: Vec<Hotel> = (0..6).map(|i| Hotel::generate(ID, 40 + i)).collect();
+    hotels[0].public_likes.clear();
+    hotels[2].reviews.clear();
+    hotels[3].public_likes.clear();
+    hotels[3].reviews.clear();
+    hotels[5].public_likes = vec![String::new(), "x".into()];
+    let bytes = columnar::encode(&hotels).unwrap();
+    assert_eq!(decode(FileFormat::Parquet, &bytes).unwrap(), hotels);
+
+    use parquet::basic::ConvertedType;
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    let reader = SerializedFileReader::new(bytes::Bytes::from(bytes)).unwrap();
+    let meta = reader.metadata().file_metadata();
+    assert_eq!(meta.num_rows(), 6);
+    let root = meta.schema_descr().root_schema();
+    let field = |name: &str| {
+        root.get_fields()
+            .iter()
+            .find(|f| f.name() == name)
+            .unwrap()
+            .clone()
+    };
+    for list in ["public_likes", "reviews"] {
+        let f = field(list);
+        assert_eq!(f.get_basic_info().converted_type(), ConvertedType::LIST);
+        assert_eq!(f.get_fields()[0].name(), "list");
+        assert_eq!(f.get_fields()[0].get_fields()[0].name(), "element");
+    }
+    // 22 leaves: 15 scalars, the likes, five review leaves, the padding.
+    assert_eq!(meta.schema_descr().num_columns(), 22);
+}
