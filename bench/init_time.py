@@ -19,7 +19,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TARGET = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
 RUNS = int(os.environ.get("RUNS", "15"))
 FUNCTIONS = ["api-jobs", "api-scheduler", "api-loaders", "api-events", "api-transfers",
-             "worker-sync", "worker-loader", "worker-ingest", "worker-transfer"]
+             "worker-sync", "worker-loader", "worker-loader-s3", "worker-ingest", "worker-transfer"]
 
 first_poll = {}
 lock = threading.Condition()

@@ -9,7 +9,7 @@ How to rerun (a local stack must be up: `make up`):
     ~/.cache/ferry/venv-awscli/bin/python bench/s3_fill.py      # needs botocore: run it with that venv
 
 ferry: POST /s3/start_loader (crud false) and the clock stops when the loader's item says completed: the
-whole path (API, SQS tick chain through the pump, worker-loader as run by cargo lambda watch, each file
+whole path (API, SQS tick chain through the pump, worker-loader-s3 as run by cargo lambda watch, each file
 generated with fake values and encoded by its format's library, parallel PUTs, progress saved per slice).
 Layout: 1 bucket, depth 2, 4 folders per level (21 folders), FILES files per folder of SIZE bytes, json.
 peer: the very files ferry wrote, downloaded to a temp dir beforehand (not timed), then
@@ -37,7 +37,7 @@ from sync_s3 import (AWS, BARE_PUT, DYNAMO, MOTO, TABLE, bare_threads, client, c
 FILES = int(os.environ.get("BENCH_FILES", "50"))  # per folder; 21 folders
 SIZE = int(os.environ.get("BENCH_SIZE", "16384"))
 REPEAT = int(os.environ.get("BENCH_REPEAT", "2"))
-CONCURRENCY = 16  # worker-loader's PUT_CONCURRENCY
+CONCURRENCY = 16  # worker-loader-s3's PUT_CONCURRENCY (s3loader.rs)
 
 
 def ferry(token):

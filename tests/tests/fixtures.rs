@@ -27,12 +27,14 @@ fn events() -> Vec<(String, Value)> {
     out
 }
 
-const FUNCTIONS: [&str; 9] = [
+// worker-loader-s3 before worker-loader: a fixture belongs to the longest name it starts with.
+const FUNCTIONS: [&str; 10] = [
     "api-loaders",
     "api-jobs",
     "api-scheduler",
     "api-events",
     "api-transfers",
+    "worker-loader-s3",
     "worker-loader",
     "worker-sync",
     "worker-ingest",
@@ -59,6 +61,7 @@ fn expected(file: &str) -> Value {
         "api-transfers-me.json": 401,
         "worker-sync-start-run.json": [],        // unknown job: permanent, acknowledged
         "worker-loader-tick.json": [],           // unknown loader: permanent, acknowledged
+        "worker-loader-s3-tick.json": [],        // the same in the S3 loader worker
         "worker-ingest-s3-test-event.json": [],  // S3's test event is acknowledged
         "worker-ingest-request-missing-object.json": [], // missing object: recorded as failed, acknowledged
         "worker-transfer-build-zip.json": ["msg-0"], // engine not built yet: kept for redelivery

@@ -1,6 +1,7 @@
 //! api-loaders: CRUD load generators into MongoDB, MySQL and DynamoDB (issue #3): start, stop, restart,
 //! count and delete routes with the original docloading server's paths and fields, plus the loader
-//! listing and PATCH of a running loader's rate and mix. The load itself runs in worker-loader.
+//! listing and PATCH of a running loader's rate and mix. The load itself runs in worker-loader (S3
+//! loaders in worker-loader-s3).
 
 mod fields;
 mod routes;
@@ -13,6 +14,7 @@ struct Config {
     table_name: String,
     jwt_secret_arn: String,
     queue_url: String,
+    s3_queue_url: String,
     allowed_hosts: AllowList,
 }
 
@@ -23,6 +25,7 @@ impl Config {
             table_name: config::required("TABLE_NAME")?,
             jwt_secret_arn: config::required("JWT_SECRET_ARN")?,
             queue_url: config::required("LOADER_QUEUE_URL")?,
+            s3_queue_url: config::required("LOADER_S3_QUEUE_URL")?,
             allowed_hosts: AllowList::parse(&hosts).map_err(|reason| ConfigError::Invalid {
                 name: "LOADER_ALLOWED_HOSTS",
                 reason,
@@ -38,11 +41,14 @@ async fn main() -> Result<(), lambda_http::Error> {
     let aws = ferry_shared::aws::load().await;
     let (store, tokens) =
         ferry_shared::auth::http_base(&aws, config.table_name, &config.jwt_secret_arn).await?;
-    let queue = ferry_shared::queue::Queue::new(aws_sdk_sqs::Client::new(&aws), config.queue_url);
+    let sqs = aws_sdk_sqs::Client::new(&aws);
+    let queue = ferry_shared::queue::Queue::new(sqs.clone(), config.queue_url);
+    let s3_queue = ferry_shared::queue::Queue::new(sqs, config.s3_queue_url);
     ferry_shared::http::run(routes::router(routes::AppState {
         store,
         tokens,
         queue,
+        s3_queue,
         secrets: aws_sdk_secretsmanager::Client::new(&aws),
         aws: aws.clone(),
         allow: Arc::new(config.allowed_hosts),

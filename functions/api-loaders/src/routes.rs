@@ -34,7 +34,11 @@ use std::time::Duration;
 pub struct AppState {
     pub store: Store,
     pub tokens: Arc<Tokens>,
+    /// worker-loader's queue: MongoDB, MySQL and DynamoDB loaders.
     pub queue: Queue,
+    /// worker-loader-s3's queue: S3 loaders.
+    #[from_ref(skip)]
+    pub s3_queue: Queue,
     pub secrets: aws_sdk_secretsmanager::Client,
     pub aws: aws_config::SdkConfig,
     pub allow: Arc<AllowList>,
@@ -300,7 +304,7 @@ async fn begin(s: &AppState, start: Start, caller: &str) -> Reply {
     s.store
         .create(&Key::loader(&id), &meta(&loader), &loader)
         .await?;
-    send_tick(s, &id, 0).await?;
+    send_tick(s, loader.kind, &id, 0).await?;
     tracing::info!(loader_id = %id, kind = ?loader.kind, caller, "loader started");
     Ok(reply(&loader, format!("Loader {id} started successfully")))
 }
@@ -371,13 +375,18 @@ async fn restart(s: &AppState, kind: Kind, id: &str, spec: Option<Spec>, caller:
         })
         .await?
         .value;
-    send_tick(s, id, l.tick).await?;
+    send_tick(s, kind, id, l.tick).await?;
     tracing::info!(loader_id = %id, tick = l.tick, caller, "loader restarted");
     Ok(reply(&l, format!("Loader {id} restarted successfully")))
 }
 
-async fn send_tick(s: &AppState, id: &str, tick: u64) -> Result<(), ApiError> {
-    s.queue
+/// Sends a loader's tick to the worker that serves its kind.
+async fn send_tick(s: &AppState, kind: Kind, id: &str, tick: u64) -> Result<(), ApiError> {
+    let queue = match kind {
+        Kind::S3 => &s.s3_queue,
+        Kind::Mongo | Kind::Mysql | Kind::Dynamo => &s.queue,
+    };
+    queue
         .send(&LoaderMessage::Tick {
             loader_id: id.to_string(),
             tick,

@@ -5,16 +5,21 @@
 //! are the pure rules of `ferry_shared::domain::loader`; this module does the I/O. The S3 loader's
 //! slice is in `s3loader`.
 
-use crate::s3loader::S3Conn;
+#[cfg(feature = "files")]
+use super::s3loader::S3Conn;
 use ferry_shared::domain::loader::{
     self, FillStep, Kind, Loader, Phase, Progress, SliceOutcome, TickAction,
 };
 use ferry_shared::domain::now_rfc3339;
 use ferry_shared::keys::{IndexKey, Key};
 use ferry_shared::loaders::allow::AllowList;
+#[cfg(feature = "databases")]
 use ferry_shared::loaders::dynamo::{self, Dynamo};
+#[cfg(feature = "databases")]
 use ferry_shared::loaders::mongo::{self, Mongo};
+#[cfg(feature = "databases")]
 use ferry_shared::loaders::mysql::{self, Column, Mysql};
+#[cfg(feature = "files")]
 use ferry_shared::loaders::s3::{self as s3target, S3Target};
 use ferry_shared::loaders::{Creds, TargetError, update_targets};
 use ferry_shared::messages::LoaderMessage;
@@ -48,10 +53,16 @@ pub struct Engine {
     pub conns: Mutex<HashMap<String, Arc<Conn>>>,
 }
 
+/// A loader's open target. Which kinds a build serves is chosen by its features: `databases` (the
+/// worker-loader function) and `files` (worker-loader-s3); dev and test builds of the workspace have both.
 pub enum Conn {
+    #[cfg(feature = "databases")]
     Mongo(Mongo),
+    #[cfg(feature = "databases")]
     Mysql(Mysql, Vec<Column>),
+    #[cfg(feature = "databases")]
     Dynamo(Dynamo),
+    #[cfg(feature = "files")]
     S3(S3Conn),
 }
 
@@ -68,7 +79,17 @@ fn indexed(l: &Loader) -> Meta {
     IndexKey::loader(&l.created_at, &l.loader_id).into()
 }
 
+/// A tick of a kind this build does not serve: the loader was sent to the wrong worker's queue.
+#[allow(dead_code)]
+fn not_served(kind: Kind) -> TargetError {
+    TargetError::Failed(format!(
+        "this worker does not serve {} loaders (worker-loader serves mongo, mysql and dynamo; worker-loader-s3 serves s3)",
+        kind.as_str()
+    ))
+}
+
 /// The S3 loader works folder by folder in `s3loader`, not through the document operations.
+#[cfg(feature = "files")]
 fn s3_only() -> TargetError {
     TargetError::Failed("S3 targets are worked by the S3 slice".into())
 }
@@ -76,24 +97,33 @@ fn s3_only() -> TargetError {
 impl Conn {
     async fn count(&self) -> Result<u64, TargetError> {
         match self {
+            #[cfg(feature = "databases")]
             Conn::Mongo(m) => m.count().await,
+            #[cfg(feature = "databases")]
             Conn::Mysql(m, _) => m.count().await,
+            #[cfg(feature = "databases")]
             Conn::Dynamo(d) => d.count().await,
+            #[cfg(feature = "files")]
             Conn::S3(_) => Err(s3_only()),
         }
     }
 
     async fn seq_bounds(&self) -> Result<Option<(u64, u64)>, TargetError> {
         match self {
+            #[cfg(feature = "databases")]
             Conn::Mongo(m) => m.seq_bounds().await,
+            #[cfg(feature = "databases")]
             Conn::Mysql(m, cols) => m.seq_bounds(cols).await,
+            #[cfg(feature = "databases")]
             Conn::Dynamo(_) => Ok(None),
+            #[cfg(feature = "files")]
             Conn::S3(_) => Err(s3_only()),
         }
     }
 
     fn fill_batch(&self) -> u64 {
         match self {
+            #[cfg(feature = "databases")]
             Conn::Mysql(..) => MYSQL_FILL_BATCH,
             _ => FILL_BATCH,
         }
@@ -102,7 +132,9 @@ impl Conn {
     async fn insert(&self, l: &Loader, from: u64, n: u64) -> Result<u64, TargetError> {
         let size = l.spec.document_size as usize;
         match self {
+            #[cfg(feature = "databases")]
             Conn::Mongo(m) => m.insert(&l.loader_id, from..from + n, size).await,
+            #[cfg(feature = "databases")]
             Conn::Mysql(m, cols) => {
                 m.insert(
                     cols,
@@ -113,16 +145,22 @@ impl Conn {
                 )
                 .await
             }
+            #[cfg(feature = "databases")]
             Conn::Dynamo(d) => d.insert(&l.loader_id, from..from + n, size).await,
+            #[cfg(feature = "files")]
             Conn::S3(_) => Err(s3_only()),
         }
     }
 
     async fn update(&self, l: &Loader, seqs: &[u64], mutation: u64) -> Result<u64, TargetError> {
         match self {
+            #[cfg(feature = "databases")]
             Conn::Mongo(m) => m.update(seqs, mutation).await,
+            #[cfg(feature = "databases")]
             Conn::Mysql(m, cols) => m.update(cols, seqs, mutation).await,
+            #[cfg(feature = "databases")]
             Conn::Dynamo(d) => d.update(&l.loader_id, seqs, mutation).await,
+            #[cfg(feature = "files")]
             Conn::S3(_) => Err(s3_only()),
         }
     }
@@ -131,11 +169,14 @@ impl Conn {
     async fn delete(&self, l: &Loader, p: &Progress, n: u64) -> Result<(u64, u64), TargetError> {
         let low = |max: Option<u64>| max.map_or(p.low_seq, |m| p.low_seq.max(m + 1));
         match self {
+            #[cfg(feature = "databases")]
             Conn::Mongo(m) => m.delete_oldest(n).await.map(|(d, max)| (d, low(max))),
+            #[cfg(feature = "databases")]
             Conn::Mysql(m, cols) => m
                 .delete_oldest(cols, n, p.low_seq)
                 .await
                 .map(|(d, max)| (d, low(max))),
+            #[cfg(feature = "databases")]
             Conn::Dynamo(d) if p.low_seq < p.next_seq => {
                 let n = n.min(p.next_seq - p.low_seq);
                 let from = p.low_seq;
@@ -143,7 +184,9 @@ impl Conn {
                     .await
                     .map(|deleted| (deleted, from + n))
             }
+            #[cfg(feature = "databases")]
             Conn::Dynamo(d) => d.delete_any(n).await.map(|deleted| (deleted, p.low_seq)),
+            #[cfg(feature = "files")]
             Conn::S3(_) => Err(s3_only()),
         }
     }
@@ -287,6 +330,7 @@ impl Engine {
         let db = t.database.as_deref().unwrap_or_default();
         let coll = t.collection.as_deref().unwrap_or_default();
         let conn = match l.kind {
+            #[cfg(feature = "databases")]
             Kind::Mongo => {
                 let url = mongo::url(t, &creds)?;
                 for h in mongo::hosts_of(&url) {
@@ -297,6 +341,7 @@ impl Engine {
                 }
                 Conn::Mongo(Mongo::connect(t, &creds, db, coll).await?)
             }
+            #[cfg(feature = "databases")]
             Kind::Mysql => {
                 self.allow
                     .check(t.host.as_deref().unwrap_or_default())
@@ -306,10 +351,12 @@ impl Engine {
                 let cols = m.columns().await?;
                 Conn::Mysql(m, cols)
             }
+            #[cfg(feature = "databases")]
             Kind::Dynamo => {
                 let client = dynamo::client(&self.aws, t.region.as_deref(), &creds);
                 Conn::Dynamo(Dynamo::open(client, coll, true).await?)
             }
+            #[cfg(feature = "files")]
             Kind::S3 => {
                 if let Some(endpoint) = t.host.as_deref() {
                     let host = s3target::endpoint_host(endpoint).map_err(TargetError::Refused)?;
@@ -325,6 +372,10 @@ impl Engine {
                     inventory: Default::default(),
                 })
             }
+            #[cfg(not(feature = "databases"))]
+            kind @ (Kind::Mongo | Kind::Mysql | Kind::Dynamo) => return Err(not_served(kind)),
+            #[cfg(not(feature = "files"))]
+            Kind::S3 => return Err(not_served(Kind::S3)),
         };
         let conn = Arc::new(conn);
         self.conns
@@ -356,6 +407,7 @@ impl Engine {
         phase: &mut Phase,
     ) -> Result<(), TargetError> {
         let conn = self.connect(l).await?;
+        #[cfg(feature = "files")]
         if let Conn::S3(s3) = &*conn {
             return self.work_s3(l, p, phase, s3).await;
         }

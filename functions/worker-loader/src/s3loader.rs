@@ -9,8 +9,8 @@
 //! (a restart, another container, a failed slice) lists the buckets again, so the count is always the
 //! buckets' own.
 
-use crate::engine::{CHECK_EVERY, CRUD_BATCH, Engine};
-use crate::s3files::{self, FileFormat};
+use super::engine::{CHECK_EVERY, CRUD_BATCH, Engine};
+use super::s3files::{self, FileFormat};
 use ferry_shared::domain::loader::{self, Loader, Op, Phase, Progress, S3Layout};
 use ferry_shared::domain::now_rfc3339;
 use ferry_shared::keys::Key;

@@ -1114,6 +1114,7 @@ mod tests {
         };
         for (dlq, q) in [
             ("LoaderDlq", "LoaderQueue"),
+            ("LoaderS3Dlq", "LoaderS3Queue"),
             ("SyncDlq", "SyncQueue"),
             ("IngestDlq", "IngestQueue"),
             ("TransferDlq", "TransferQueue"),

@@ -421,6 +421,8 @@ mod tests {
         assert_eq!(src.max_concurrency, Some(20));
         let ticks = t.function_by_binary("worker-loader").unwrap();
         assert_eq!(ticks.sqs_events[0].max_concurrency, Some(50));
+        let s3_ticks = t.function_by_binary("worker-loader-s3").unwrap();
+        assert_eq!(s3_ticks.sqs_events[0].queue, "LoaderS3Queue");
         // Globals' Timeout applies where a function sets none.
         assert_eq!(t.function_by_binary("api-jobs").unwrap().timeout_secs, 29);
         assert!(t.global_env.contains_key("TABLE_NAME"));
@@ -436,7 +438,7 @@ mod tests {
             gsis.iter()
                 .any(|g| g.get("IndexName").and_then(Value::as_str) == Some("gsi1"))
         );
-        assert_eq!(t.resources_of_type("AWS::SQS::Queue").count(), 8);
+        assert_eq!(t.resources_of_type("AWS::SQS::Queue").count(), 10);
     }
 
     #[test]
