@@ -53,8 +53,8 @@ pub struct Engine {
     pub conns: Mutex<HashMap<String, Arc<Conn>>>,
 }
 
-/// A loader's open target. Which kinds a build serves is chosen by its features: `databases` (the
-/// worker-loader function) and `files` (worker-loader-s3); dev and test builds of the workspace have both.
+/// A loader's open target. Which kinds a build serves is chosen by the compiling crate's features:
+/// `databases` (the worker-loader function) or `files` (worker-loader-s3); see worker.rs.
 pub enum Conn {
     #[cfg(feature = "databases")]
     Mongo(Mongo),

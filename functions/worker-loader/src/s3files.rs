@@ -38,7 +38,7 @@
 mod avro;
 mod columnar;
 mod tabular;
-#[cfg(test)]
+#[cfg(all(test, feature = "files"))]
 mod tests;
 
 use std::collections::HashSet;

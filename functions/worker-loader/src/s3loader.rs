@@ -457,7 +457,7 @@ fn crud_plan(
     out
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "files"))]
 mod tests {
     use super::*;
 

@@ -19,7 +19,8 @@
 )]
 
 mod engine;
-// The readers (`decode`) and `EncodedFile::hotels` serve the unit tests' read-back of every format.
+// The readers (`decode`) and `EncodedFile::hotels` serve the unit tests' read-back of every format; those
+// tests and s3loader's run in the `files` build only (`cargo test -p worker-loader-s3`).
 #[cfg_attr(not(test), allow(dead_code))]
 mod s3files;
 mod s3loader;
