@@ -120,6 +120,45 @@ where
     .await
 }
 
+/// Runs a worker Lambda that also answers direct (synchronous) invocations: an event with `Records`
+/// is an SQS batch, handled as by [`run`]; any other event must decode as `R` and is answered by
+/// `direct`. An event that is neither is an invocation error (the caller sees a function error).
+pub async fn run_with_direct<M, F, Fut, R, O, G, GFut>(
+    concurrency: usize,
+    handler: F,
+    direct: G,
+) -> Result<(), lambda_runtime::Error>
+where
+    M: DeserializeOwned,
+    F: Fn(M, RecordInfo) -> Fut,
+    Fut: Future<Output = Result<(), WorkError>>,
+    R: DeserializeOwned,
+    O: serde::Serialize,
+    G: Fn(R) -> GFut,
+    GFut: Future<Output = O>,
+{
+    let (handler, direct) = (&handler, &direct);
+    lambda_runtime::run(service_fn(
+        move |event: LambdaEvent<serde_json::Value>| async move {
+            let payload = event.payload;
+            if payload.get("Records").is_some() {
+                let batch: SqsEvent = serde_json::from_value(payload)?;
+                let out = process_batch(batch, concurrency, handler).await;
+                return Ok::<_, lambda_runtime::Error>(serde_json::to_value(out)?);
+            }
+            // The error names no value: a direct request may carry a target's credentials.
+            let request: R = serde_json::from_value(payload).map_err(|e| {
+                format!(
+                    "neither an SQS event nor a direct request ({:?} error)",
+                    e.classify()
+                )
+            })?;
+            Ok(serde_json::to_value(direct(request).await)?)
+        },
+    ))
+    .await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,8 +1,8 @@
 //! Loaders end to end: HTTP -> DynamoDB + Secrets Manager + SQS -> the pump -> worker-loader -> FerretDB,
 //! MariaDB, DynamoDB Local, checked against the targets themselves.
 
-use ferry_shared::domain::loader::{Loader, Target};
-use ferry_shared::keys::Key;
+use ferry_shared::domain::loader::{Lease, Loader, Phase, Target};
+use ferry_shared::keys::{IndexKey, Key};
 use ferry_shared::loaders::Creds;
 use ferry_shared::loaders::mongo::Mongo;
 use ferry_shared::loaders::mysql::Mysql;
@@ -147,6 +147,64 @@ async fn a_second_loader_on_the_same_target_gets_409_and_a_duplicated_tick_is_a_
     post(&tok, "/mongo/stop_loader", json!({"loader_id": other})).await;
 }
 
+/// A tick whose lease another delivery holds (a duplicate, or the retry of an invocation that died
+/// mid-slice) is put back until the lease ends instead of failing, which would count towards the
+/// queue's maxReceiveCount and could dead-letter the loader's only tick. And a stop whose tick was lost
+/// still completes: the API sends the tick again when no slice is under way.
+#[tokio::test]
+async fn a_held_tick_is_put_back_and_a_lost_tick_does_not_strand_a_stop() {
+    let tok = token(&["user"]).await;
+    let (db, coll) = (uniq("db"), uniq("c"));
+    let (s, b) = post(&tok, "/mongo/start_loader", mongo_body(&db, &coll, 50)).await;
+    assert_eq!(s, 200, "{b}");
+    let id = b["loader_id"].as_str().unwrap().to_string();
+    until_phase(&id, "crud", WAIT).await;
+    post(&tok, "/mongo/stop_loader", json!({"loader_id": id})).await;
+    until_phase(&id, "stopped", WAIT).await;
+    let st = store().await;
+    let key = Key::loader(&id);
+    let index = |l: &Loader| IndexKey::loader(&l.created_at, &l.loader_id).into();
+    let lease_ms = 4_000;
+
+    // 1. As if a delivery of the current tick had claimed it and died: stopping, leased for 4 s, and
+    //    no message in the queue. Another delivery of that tick must succeed (not be failed) and put
+    //    the tick back, which stops the loader once the lease has run out.
+    let held = st
+        .transition(&key, index, |mut l: Loader| {
+            l.phase = Phase::Stopping;
+            l.lease = Some(Lease {
+                tick: l.tick,
+                until_ms: chrono::Utc::now().timestamp_millis() + lease_ms,
+            });
+            Ok(l)
+        })
+        .await
+        .unwrap()
+        .value;
+    let event = json!({"Records": [{
+        "messageId": "held", "receiptHandle": "r", "eventSource": "aws:sqs",
+        "body": json!({"kind": "tick", "loader_id": id, "tick": held.tick}).to_string(),
+        "attributes": {"ApproximateReceiveCount": "2"}, "messageAttributes": {}
+    }]});
+    let out = ferry_tests::invoke("worker-loader", &event).await.unwrap();
+    assert_eq!(out["batchItemFailures"], json!([]), "{out}");
+    assert_eq!(loader(&id).await["phase"], "stopping");
+    let l = until_phase(&id, "stopped", WAIT).await;
+    let after = st.get::<Loader>(&key).await.unwrap().unwrap().value;
+    assert_eq!(after.tick, held.tick + 1, "{l}");
+
+    // 2. As if the tick had been lost: stopping, no lease, nothing in the queue. Stop completes.
+    st.transition(&key, index, |mut l: Loader| {
+        l.phase = Phase::Stopping;
+        Ok(l)
+    })
+    .await
+    .unwrap();
+    let (s, b) = post(&tok, "/mongo/stop_loader", json!({"loader_id": id})).await;
+    assert_eq!(s, 200, "{b}");
+    until_phase(&id, "stopped", WAIT).await;
+}
+
 #[tokio::test]
 async fn stop_during_a_fill_batch_keeps_an_exact_count() {
     let tok = token(&["user"]).await;
@@ -195,7 +253,23 @@ async fn errors_are_422_404_403_and_a_fast_502() {
     let (s, b) = post(&tok, "/mongo/start_loader", closed).await;
     assert_eq!(s, 502, "{b}");
     assert_eq!(b["error"]["code"], "target_unreachable");
+    assert_eq!(b["error"]["field"], "ip", "{b}");
     assert!(t0.elapsed() < Duration::from_secs(20));
+    // The count and drop routes (done by worker-loader for api-loaders) answer the same way.
+    let q = format!(
+        "{}/mongo/count?ip=127.0.0.1&port=1&database_name=d&collection_name=c",
+        base_url()
+    );
+    let (s, b) = call(http().get(q)).await;
+    assert_eq!((s, &b["error"]["field"]), (502, &json!("ip")), "{b}");
+    let (s, b) = call(
+        http()
+            .delete(format!("{}/mongo/delete_collection", base_url()))
+            .bearer_auth(&tok)
+            .json(&json!({"ip": "8.8.8.8", "database_name": "d", "collection_name": "c"})),
+    )
+    .await;
+    assert_eq!((s, &b["error"]["field"]), (403, &json!("ip")), "{b}");
     let (s, _) = call(
         http()
             .post(format!("{}/mongo/start_loader", base_url()))

@@ -5,6 +5,7 @@
 
 mod fields;
 mod routes;
+mod targets;
 
 use ferry_shared::config::{self, ConfigError};
 use ferry_shared::loaders::allow::AllowList;
@@ -15,6 +16,7 @@ struct Config {
     jwt_secret_arn: String,
     queue_url: String,
     s3_queue_url: String,
+    worker_function: String,
     allowed_hosts: AllowList,
 }
 
@@ -26,6 +28,7 @@ impl Config {
             jwt_secret_arn: config::required("JWT_SECRET_ARN")?,
             queue_url: config::required("LOADER_QUEUE_URL")?,
             s3_queue_url: config::required("LOADER_S3_QUEUE_URL")?,
+            worker_function: config::required("LOADER_WORKER_FUNCTION")?,
             allowed_hosts: AllowList::parse(&hosts).map_err(|reason| ConfigError::Invalid {
                 name: "LOADER_ALLOWED_HOSTS",
                 reason,
@@ -52,6 +55,7 @@ async fn main() -> Result<(), lambda_http::Error> {
         secrets: aws_sdk_secretsmanager::Client::new(&aws),
         aws: aws.clone(),
         allow: Arc::new(config.allowed_hosts),
+        targets: targets::TargetOps::new(aws_sdk_lambda::Client::new(&aws), config.worker_function),
     }))
     .await
 }

@@ -18,8 +18,9 @@ use ferry_shared::http::{ApiError, JsonBody, QueryParams};
 use ferry_shared::keys::{IndexKey, Key, Listing};
 use ferry_shared::loaders::allow::AllowList;
 use ferry_shared::loaders::dynamo::{self, Dynamo};
-use ferry_shared::loaders::mongo::{self, Mongo};
+use ferry_shared::loaders::mongo;
 use ferry_shared::loaders::mysql::Mysql;
+use ferry_shared::loaders::ops::{TargetOp, TargetRequest};
 use ferry_shared::loaders::s3::{self as s3target, S3Target};
 use ferry_shared::loaders::{Creds, TargetError};
 use ferry_shared::messages::LoaderMessage;
@@ -42,6 +43,8 @@ pub struct AppState {
     pub secrets: aws_sdk_secretsmanager::Client,
     pub aws: aws_config::SdkConfig,
     pub allow: Arc<AllowList>,
+    /// MongoDB operations, done by worker-loader (this function does not link the driver).
+    pub targets: crate::targets::TargetOps,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -438,6 +441,20 @@ async fn stop(State(s): State<AppState>, Authenticated(caller): Authenticated, f
         tokio::time::sleep(Duration::from_millis(500)).await;
         l = load(&s.store, &id).await?;
     }
+    // Still stopping with no slice under way: its tick is late or was lost (dead-lettered after
+    // repeated failures). Send it again so the stop completes; ticks are idempotent, so if the
+    // original is only late, whichever comes second is a no-op.
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    if l.phase == Phase::Stopping
+        && l.lease
+            .as_ref()
+            .is_none_or(|lease| lease.until_ms <= now_ms)
+    {
+        tracing::warn!(loader_id = %id, tick = l.tick, "stop: no slice under way; sending the tick again");
+        send_tick(&s, l.kind, &id, l.tick).await?;
+    }
     tracing::info!(loader_id = %id, caller, phase = ?l.phase, "stop asked");
     let word = if l.phase == Phase::Stopping {
         "is stopping"
@@ -516,15 +533,34 @@ async fn mongo_req(s: &AppState, f: &Fields, need_collection: bool) -> Result<Mo
     })
 }
 
-async fn mongo_connect(r: &MongoReq) -> Result<Mongo, ApiError> {
-    let field = if r.creds.atlas_url.is_some() {
+/// Runs `op` on the request's MongoDB target in worker-loader (see `targets`); a target error names
+/// `field`, or the connection's field (`atlas_url` or `ip`) when the target could not be reached.
+async fn mongo_op(
+    s: &AppState,
+    r: &MongoReq,
+    op: TargetOp,
+    field: &str,
+) -> Result<Option<u64>, ApiError> {
+    let connection = if r.creds.atlas_url.is_some() {
         "atlas_url"
     } else {
         "ip"
     };
-    Mongo::connect(&r.target, &r.creds, &r.database, &r.collection)
-        .await
-        .map_err(|e| target_error(field, e))
+    let request = TargetRequest {
+        target_op: op,
+        kind: Kind::Mongo,
+        target: r.target.clone(),
+        creds: r.creds.clone(),
+        database: r.database.clone(),
+        collection: r.collection.clone(),
+    };
+    match s.targets.run(&request).await? {
+        Ok(count) => Ok(count),
+        // Reaching and authenticating to the server are the connection's fields; what the server
+        // refused after that is about the named database or collection.
+        Err(f) if f.connecting => Err(target_error(connection, f.error)),
+        Err(f) => Err(target_error(field, f.error)),
+    }
 }
 
 async fn mongo_start(s: AppState, caller: String, f: Fields, crud: bool) -> Reply {
@@ -553,7 +589,7 @@ async fn mongo_start(s: AppState, caller: String, f: Fields, crud: bool) -> Repl
             &[&MONGO_REQUIRED[..], &["target_num_docs"]].concat(),
         ));
     }
-    mongo_connect(&r).await?;
+    mongo_op(&s, &r, TargetOp::Check, "database_name").await?;
     begin(
         &s,
         Start {
@@ -589,29 +625,19 @@ async fn mongo_start_crud(
 
 async fn mongo_count(State(s): State<AppState>, f: Fields) -> Reply {
     let r = mongo_req(&s, &f, true).await?;
-    let m = mongo_connect(&r).await?;
-    let n = m
-        .count()
-        .await
-        .map_err(|e| target_error("collection_name", e))?;
-    Ok((StatusCode::OK, Json(json!({"count": n}))))
+    let n = mongo_op(&s, &r, TargetOp::Count, "collection_name").await?;
+    Ok((StatusCode::OK, Json(json!({"count": n.unwrap_or(0)}))))
 }
 
 async fn mongo_delete_database(State(s): State<AppState>, _c: Authenticated, f: Fields) -> Reply {
     let r = mongo_req(&s, &f, false).await?;
-    let m = mongo_connect(&r).await?;
-    m.drop_database()
-        .await
-        .map_err(|e| target_error("database_name", e))?;
+    mongo_op(&s, &r, TargetOp::DropDatabase, "database_name").await?;
     Ok((StatusCode::OK, Json(json!({"response": "SUCCESS"}))))
 }
 
 async fn mongo_delete_collection(State(s): State<AppState>, _c: Authenticated, f: Fields) -> Reply {
     let r = mongo_req(&s, &f, true).await?;
-    let m = mongo_connect(&r).await?;
-    m.drop_collection()
-        .await
-        .map_err(|e| target_error("collection_name", e))?;
+    mongo_op(&s, &r, TargetOp::DropCollection, "collection_name").await?;
     Ok((StatusCode::OK, Json(json!({"response": "SUCCESS"}))))
 }
 

@@ -19,6 +19,8 @@ use ferry_shared::loaders::dynamo::{self, Dynamo};
 use ferry_shared::loaders::mongo::{self, Mongo};
 #[cfg(feature = "databases")]
 use ferry_shared::loaders::mysql::{self, Column, Mysql};
+#[cfg(feature = "databases")]
+use ferry_shared::loaders::ops::{TargetFailure, TargetOp, TargetReply, TargetRequest};
 #[cfg(feature = "files")]
 use ferry_shared::loaders::s3::{self as s3target, S3Target};
 use ferry_shared::loaders::{Creds, TargetError, update_targets};
@@ -193,6 +195,52 @@ impl Conn {
 }
 
 impl Engine {
+    /// A direct invocation from api-loaders (`ferry_shared::loaders::ops`): one operation on a MongoDB
+    /// target, the host checked against this function's own allow-list as for a load.
+    #[cfg(feature = "databases")]
+    pub async fn target_op(&self, r: TargetRequest) -> TargetReply {
+        tracing::info!(op = ?r.target_op, kind = r.kind.as_str(), database = %r.database, "target op");
+        let result = self.run_target_op(&r).await;
+        if let Err(e) = &result {
+            tracing::info!(op = ?r.target_op, connecting = e.connecting, error = %e.error, "target op refused or failed");
+        }
+        result.into()
+    }
+
+    #[cfg(feature = "databases")]
+    async fn run_target_op(&self, r: &TargetRequest) -> Result<Option<u64>, TargetFailure> {
+        let connecting = |error| TargetFailure {
+            connecting: true,
+            error,
+        };
+        if r.kind != Kind::Mongo {
+            return Err(connecting(TargetError::Failed(format!(
+                "worker-loader does not do direct operations on {} targets",
+                r.kind.as_str()
+            ))));
+        }
+        let url = mongo::url(&r.target, &r.creds).map_err(connecting)?;
+        for h in mongo::hosts_of(&url) {
+            self.allow
+                .check(&h)
+                .await
+                .map_err(|e| connecting(TargetError::Refused(e.to_string())))?;
+        }
+        let m = Mongo::connect(&r.target, &r.creds, &r.database, &r.collection)
+            .await
+            .map_err(connecting)?;
+        let done = match r.target_op {
+            TargetOp::Check => Ok(None),
+            TargetOp::Count => m.count().await.map(Some),
+            TargetOp::DropDatabase => m.drop_database().await.map(|()| None),
+            TargetOp::DropCollection => m.drop_collection().await.map(|()| None),
+        };
+        done.map_err(|error| TargetFailure {
+            connecting: false,
+            error,
+        })
+    }
+
     pub async fn handle(&self, message: LoaderMessage, info: RecordInfo) -> Result<(), WorkError> {
         let LoaderMessage::Tick { loader_id, tick } = message;
         let key = Key::loader(&loader_id);
@@ -205,15 +253,31 @@ impl Engine {
         tracing::debug!(%loader_id, tick, ?action, delivery = info.receive_count, "tick");
         match action {
             TickAction::Duplicate => Ok(()),
-            TickAction::Busy => Err(retry(anyhow::anyhow!(
-                "tick {tick} of {loader_id} is being worked by another delivery"
-            ))),
+            TickAction::Busy { until_ms } => {
+                // Another delivery works this tick (a duplicate, or a retry of an invocation that died
+                // mid-slice). Put the tick back to be looked at once that lease ends, instead of failing
+                // it: failures count towards the queue's maxReceiveCount, and a loader whose only tick
+                // is dead-lettered would never move again.
+                let delay = ((until_ms - now_ms()) / 1000 + 1).clamp(1, 900) as i32;
+                self.queue
+                    .send_delayed(
+                        &LoaderMessage::Tick {
+                            loader_id: loader_id.clone(),
+                            tick,
+                        },
+                        delay,
+                    )
+                    .await
+                    .map_err(retry)?;
+                tracing::info!(%loader_id, tick, delay, "tick held by another delivery; put back");
+                Ok(())
+            }
             TickAction::SendNext => self.send_next(&loader_id, tick + 1, 0).await,
             TickAction::Stop => {
                 match self
                     .store
                     .transition(&key, indexed, |l: Loader| {
-                        l.finish_stop(tick, &now_rfc3339())
+                        l.finish_stop(tick, now_ms(), &now_rfc3339())
                     })
                     .await
                 {

@@ -78,5 +78,15 @@ pub async fn run() -> Result<(), lambda_runtime::Error> {
         slice: config.slice,
         conns: Default::default(),
     };
+    // worker-loader also answers api-loaders' direct MongoDB operations (count, drops, the start
+    // check), so that the API function does not link the driver.
+    #[cfg(feature = "databases")]
+    return ferry_shared::worker::run_with_direct(
+        1,
+        |m, info| engine.handle(m, info),
+        |r| engine.target_op(r),
+    )
+    .await;
+    #[cfg(not(feature = "databases"))]
     ferry_shared::worker::run(1, |m, info| engine.handle(m, info)).await
 }

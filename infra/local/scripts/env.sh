@@ -41,11 +41,15 @@ export FERRY_MONGO_URL="mongodb://127.0.0.1:$FERRY_FERRETDB_PORT/"
 
 # cargo lambda watch: the functions' HTTP routes and the Lambda Invoke API.
 export FERRY_WATCH_URL="http://127.0.0.1:$FERRY_WATCH_PORT"
+# A function's own Lambda Invoke (api-loaders -> worker-loader) goes to watch, as the tests' do.
+export AWS_ENDPOINT_URL_LAMBDA="$FERRY_WATCH_URL"
 # Instances per function that watch may run at once, and poll loops per SQS source in the pump (each
 # source gets min(its ScalingConfig.MaximumConcurrency, this)): Lambda runs a source's batches in
-# parallel, so one long loader slice does not hold up every other loader's tick.
-export FERRY_WATCH_CONCURRENCY="${FERRY_WATCH_CONCURRENCY:-4}"
-export FERRY_PUMP_MAX_POLLERS="${FERRY_PUMP_MAX_POLLERS:-$FERRY_WATCH_CONCURRENCY}"
+# parallel, so one long loader slice does not hold up every other loader's tick. Watch runs two more
+# instances than the pump's pollers use, for synchronous invocations (api-loaders -> worker-loader),
+# which Lambda would otherwise answer with a fresh instance while every poller's slice runs.
+export FERRY_PUMP_MAX_POLLERS="${FERRY_PUMP_MAX_POLLERS:-4}"
+export FERRY_WATCH_CONCURRENCY="${FERRY_WATCH_CONCURRENCY:-$((FERRY_PUMP_MAX_POLLERS + 2))}"
 # FERRY_WATCH_RELEASE=1: watch runs the functions' release builds (what deploys; for benchmarks), built
 # before watch starts; a comma list of functions prebuilds only those (the rest build on first request);
 # default 0: debug builds, quick to rebuild.

@@ -14,6 +14,7 @@ pub const DEFAULT_STACK: &str = "ferry";
 
 /// IAM is not emulated: a role's ARN is made up from its logical id.
 const IAM_ROLE: &str = "AWS::IAM::Role";
+const FUNCTION: &str = "AWS::Serverless::Function";
 
 pub fn region() -> String {
     std::env::var("AWS_REGION")
@@ -126,6 +127,17 @@ impl<'a> Resolver<'a> {
         if r.kind == IAM_ROLE {
             return Ok(self.role_name(name));
         }
+        if r.kind == FUNCTION {
+            // A function's Ref is its name; locally, the name cargo lambda watch serves it under
+            // (so a Lambda Invoke with AWS_ENDPOINT_URL_LAMBDA pointing at watch reaches it).
+            return self
+                .template
+                .functions
+                .iter()
+                .find(|f| f.logical_id == name)
+                .map(|f| f.binary.clone())
+                .ok_or_else(|| anyhow!("function {name} has no Metadata.BuildProperties.Binary"));
+        }
         Ok(self.provisioned(name)?.reference.clone())
     }
 
@@ -216,6 +228,10 @@ Resources:
       Name: !Sub "${AWS::StackName}-sync"
   Role:
     Type: AWS::IAM::Role
+  Worker:
+    Type: AWS::Serverless::Function
+    Metadata: {BuildMethod: rust-cargolambda, BuildProperties: {Binary: worker-x}}
+    Properties: {CodeUri: ../, Handler: bootstrap, Runtime: provided.al2023}
 "#,
         )
         .unwrap()
@@ -282,6 +298,13 @@ Resources:
             r.string(&yaml("!GetAtt Role.Arn")).unwrap(),
             "arn:aws:iam::123456789012:role/ferry-Role"
         );
+    }
+
+    #[test]
+    fn a_functions_ref_is_the_name_watch_serves_it_under() {
+        let (t, s) = (template(), state());
+        let r = Resolver::new(&t, &s, "ferry");
+        assert_eq!(r.string(&yaml("!Ref Worker")).unwrap(), "worker-x");
     }
 
     #[test]

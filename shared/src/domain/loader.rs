@@ -397,8 +397,8 @@ pub enum TickAction {
     Duplicate,
     /// The previous delivery of this tick saved its slice but never sent the next tick: send it.
     SendNext,
-    /// Another delivery holds a live lease on this tick: try again later.
-    Busy,
+    /// Another delivery holds a live lease on this tick until `until_ms` (Unix ms): look again then.
+    Busy { until_ms: i64 },
 }
 
 /// How many consecutive failed slices turn a loader to failed.
@@ -455,7 +455,9 @@ impl Loader {
             && l.tick == tick
             && l.until_ms > now_ms
         {
-            return TickAction::Busy;
+            return TickAction::Busy {
+                until_ms: l.until_ms,
+            };
         }
         if self.phase == Phase::Stopping {
             TickAction::Stop
@@ -521,9 +523,10 @@ impl Loader {
         Ok(self)
     }
 
-    /// A tick found the loader stopping with no slice running: stop without working.
-    pub fn finish_stop(mut self, tick: u64, now: &str) -> Result<Loader, Conflict> {
-        if self.on_tick(tick, i64::MIN) != TickAction::Stop {
+    /// A tick found the loader stopping with no slice running (no lease, or one that ran out at
+    /// `now_ms`: its delivery died mid-slice): stop without working.
+    pub fn finish_stop(mut self, tick: u64, now_ms: i64, now: &str) -> Result<Loader, Conflict> {
+        if self.on_tick(tick, now_ms) != TickAction::Stop {
             return Err(Conflict(format!(
                 "loader {} is not stopping at tick {tick}",
                 self.loader_id
@@ -761,7 +764,7 @@ mod tests {
     #[test]
     fn a_tick_is_claimed_once_and_a_duplicate_is_a_no_op() {
         let l = loader().claim(0, 1_000, 30_000).unwrap();
-        assert_eq!(l.on_tick(0, 2_000), TickAction::Busy);
+        assert_eq!(l.on_tick(0, 2_000), TickAction::Busy { until_ms: 31_000 });
         assert!(l.clone().claim(0, 2_000, 30_000).is_err());
         let l = l.finish_slice(0, ok(Phase::Loading), "t1").unwrap();
         assert_eq!(l.tick, 1);
@@ -794,9 +797,22 @@ mod tests {
     fn stop_between_slices_is_applied_by_the_next_tick() {
         let l = loader().request_stop("t1").unwrap();
         assert_eq!(l.on_tick(0, 0), TickAction::Stop);
-        let l = l.finish_stop(0, "t2").unwrap();
+        let l = l.finish_stop(0, 0, "t2").unwrap();
         assert_eq!(l.phase, Phase::Stopped);
         assert!(l.request_stop("t3").is_ok());
+    }
+
+    #[test]
+    fn a_stop_takes_over_a_tick_whose_slice_died_once_its_lease_ran_out() {
+        let l = loader()
+            .claim(0, 1_000, 30_000)
+            .unwrap()
+            .request_stop("t1")
+            .unwrap();
+        assert_eq!(l.on_tick(0, 2_000), TickAction::Busy { until_ms: 31_000 });
+        assert!(l.clone().finish_stop(0, 2_000, "t2").is_err());
+        let l = l.finish_stop(0, 31_000, "t2").unwrap();
+        assert_eq!((l.phase, l.tick, l.lease), (Phase::Stopped, 1, None));
     }
 
     #[test]
@@ -805,7 +821,7 @@ mod tests {
         let l = loader()
             .request_stop("t1")
             .unwrap()
-            .finish_stop(0, "t2")
+            .finish_stop(0, 0, "t2")
             .unwrap();
         let r = l.restart(None, "t3").unwrap();
         assert_eq!(r.phase, Phase::Pending);
@@ -871,7 +887,7 @@ mod tests {
         let stopped = loader()
             .request_stop("t")
             .unwrap()
-            .finish_stop(0, "t")
+            .finish_stop(0, 0, "t")
             .unwrap();
         assert!(stopped.patch(Some(Some(5)), None, "t").is_err());
     }

@@ -7,6 +7,7 @@ pub mod dynamo;
 pub mod hotel;
 pub mod mongo;
 pub mod mysql;
+pub mod ops;
 pub mod s3;
 
 use serde::{Deserialize, Serialize};

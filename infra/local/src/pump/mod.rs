@@ -65,8 +65,8 @@ impl PumpSettings {
     }
 }
 
-/// Poll loops per SQS source at most, locally: `FERRY_PUMP_MAX_POLLERS` (default 4, as cargo lambda
-/// watch's `--concurrency` that run.sh passes from `FERRY_WATCH_CONCURRENCY`). On AWS, Lambda runs up
+/// Poll loops per SQS source at most, locally: `FERRY_PUMP_MAX_POLLERS` (default 4; cargo lambda
+/// watch's `--concurrency`, `FERRY_WATCH_CONCURRENCY`, is two more, for synchronous invocations). On AWS, Lambda runs up
 /// to the source's `ScalingConfig.MaximumConcurrency` batches at once; a 2-core machine runs fewer. A
 /// source without ScalingConfig gets one poll loop here.
 pub fn local_max_pollers() -> u32 {
