@@ -239,6 +239,15 @@ async fn errors_are_422_404_403_and_a_fast_502() {
         json!(["ip", "database_name", "collection_name"])
     );
     assert_eq!(b["error"]["code"], "missing_field");
+    // Every kind's start_crud is the same start as its start_loader, with the same validation.
+    for kind in ["mongo", "mysql", "dynamo"] {
+        let (s, b) = post(&tok, &format!("/{kind}/start_crud"), json!({})).await;
+        assert_eq!(
+            (s, &b["error"]["code"]),
+            (422, &json!("missing_field")),
+            "{kind}: {b}"
+        );
+    }
     let (s, b) = post(&tok, "/mysql/stop_loader", json!({"loader_id": "nope"})).await;
     assert_eq!(s, 404, "{b}");
     let (s, _) = call(http().get(format!("{}/loaders/nope", base_url()))).await;

@@ -52,21 +52,23 @@ pub fn router(state: AppState) -> Router {
         Router::new()
             .route("/loaders", get(list))
             .route("/loaders/{id}", get(show).patch(patch))
+            // start_crud is the original's second name for the same start (fill or trim to the
+            // target, then CRUD unless `"crud": false`).
             .route("/mongo/start_loader", post(mongo_start_loader))
-            .route("/mongo/start_crud", post(mongo_start_crud))
+            .route("/mongo/start_crud", post(mongo_start_loader))
             .route("/mongo/stop_loader", post(stop))
             .route("/mongo/count", get(mongo_count))
             .route("/mongo/delete_database", delete(mongo_delete_database))
             .route("/mongo/delete_collection", delete(mongo_delete_collection))
             .route("/mysql/start_loader", post(mysql_start_loader))
-            .route("/mysql/start_crud", post(mysql_start_crud))
+            .route("/mysql/start_crud", post(mysql_start_loader))
             .route("/mysql/restore", post(mysql_restore))
             .route("/mysql/stop_loader", post(stop))
             .route("/mysql/count", get(mysql_count))
             .route("/mysql/delete_database", delete(mysql_delete_database))
             .route("/mysql/delete_table", delete(mysql_delete_table))
             .route("/dynamo/start_loader", post(dynamo_start_loader))
-            .route("/dynamo/start_crud", post(dynamo_start_crud))
+            .route("/dynamo/start_crud", post(dynamo_start_loader))
             .route("/dynamo/stop_loader", post(stop))
             .route("/dynamo/count", get(dynamo_count))
             .route("/dynamo/delete_table", delete(dynamo_delete_table))
@@ -614,15 +616,6 @@ async fn mongo_start_loader(
     mongo_start(s, c, f, true).await
 }
 
-async fn mongo_start_crud(
-    State(s): State<AppState>,
-    Authenticated(c): Authenticated,
-    f: Fields,
-) -> Reply {
-    let c = c.sub;
-    mongo_start(s, c, f, true).await
-}
-
 async fn mongo_count(State(s): State<AppState>, f: Fields) -> Reply {
     let r = mongo_req(&s, &f, true).await?;
     let n = mongo_op(&s, &r, TargetOp::Count, "collection_name").await?;
@@ -753,15 +746,6 @@ async fn mysql_start_loader(
     mysql_start(s, c, f, true, &["target_num_docs", "initial_doc_count"]).await
 }
 
-async fn mysql_start_crud(
-    State(s): State<AppState>,
-    Authenticated(c): Authenticated,
-    f: Fields,
-) -> Reply {
-    let c = c.sub;
-    mysql_start(s, c, f, true, &["target_num_docs", "initial_doc_count"]).await
-}
-
 /// The original's restore: bring the table to `doc_count` rows, then end (no CRUD).
 async fn mysql_restore(
     State(s): State<AppState>,
@@ -878,15 +862,6 @@ async fn dynamo_start(s: AppState, caller: String, f: Fields, crud: bool) -> Rep
 }
 
 async fn dynamo_start_loader(
-    State(s): State<AppState>,
-    Authenticated(c): Authenticated,
-    f: Fields,
-) -> Reply {
-    let c = c.sub;
-    dynamo_start(s, c, f, true).await
-}
-
-async fn dynamo_start_crud(
     State(s): State<AppState>,
     Authenticated(c): Authenticated,
     f: Fields,
