@@ -8,6 +8,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value, json};
 
@@ -204,9 +205,14 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     })
 }
 
-/// Parses `application/x-www-form-urlencoded` text (a form body or a query string) into `T`.
+/// Parses `application/x-www-form-urlencoded` text (a form body or a query string) into `T`, naming
+/// the failing field on error (`?limit=ten` is an error of `limit`, not of the whole input).
 pub fn parse_form<T: DeserializeOwned>(text: &[u8]) -> Result<T, ApiError> {
-    serde_urlencoded::from_bytes(text).map_err(|e| serde_field_error("", &e.to_string()))
+    let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(text));
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        serde_field_error(&path, &e.into_inner().to_string())
+    })
 }
 
 fn content_type(headers: &HeaderMap) -> Option<String> {
@@ -288,6 +294,32 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonOrForm<T> {
             .field("content-type")),
             _ => parse_json(&bytes).map(JsonOrForm),
         }
+    }
+}
+
+/// The query of a paginated listing (`?limit=&cursor=`): `limit` 1-200, default 50; `cursor` is
+/// the opaque token the previous page gave.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PageQuery {
+    pub limit: Option<i32>,
+    pub cursor: Option<String>,
+}
+
+impl PageQuery {
+    pub const DEFAULT_LIMIT: i32 = 50;
+    pub const MAX_LIMIT: i32 = 200;
+
+    /// The page size asked for, checked.
+    pub fn limit(&self) -> Result<i32, ApiError> {
+        let limit = self.limit.unwrap_or(Self::DEFAULT_LIMIT);
+        if !(1..=Self::MAX_LIMIT).contains(&limit) {
+            return Err(ApiError::invalid(
+                "limit",
+                format!("must be between 1 and {}", Self::MAX_LIMIT),
+            ));
+        }
+        Ok(limit)
     }
 }
 
@@ -414,6 +446,32 @@ mod tests {
         let e = parse_json::<Body>(br#"{"name":"a","size":1,"colour":"red"}"#).unwrap_err();
         assert_eq!(e.code, "unknown_field");
         assert_eq!(e.field.as_deref(), Some("colour"));
+    }
+
+    #[test]
+    fn query_strings_name_the_parameter_at_fault() {
+        let e = parse_form::<PageQuery>(b"limit=ten").unwrap_err();
+        assert_eq!(
+            (e.code, e.field.as_deref()),
+            ("invalid_field", Some("limit"))
+        );
+        let e = parse_form::<PageQuery>(b"limit=5&colour=red").unwrap_err();
+        assert_eq!(
+            (e.code, e.field.as_deref()),
+            ("unknown_field", Some("colour"))
+        );
+        let e = parse_form::<Body>(b"size=3").unwrap_err();
+        assert_eq!(
+            (e.code, e.field.as_deref()),
+            ("missing_field", Some("name"))
+        );
+        let q = parse_form::<PageQuery>(b"cursor=a%2Bb").unwrap();
+        assert_eq!((q.limit().unwrap(), q.cursor.as_deref()), (50, Some("a+b")));
+        let e = parse_form::<PageQuery>(b"limit=201")
+            .unwrap()
+            .limit()
+            .unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("limit"));
     }
 
     #[test]

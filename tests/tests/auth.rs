@@ -227,3 +227,26 @@ async fn admins_create_users_and_users_cannot() {
     .await;
     assert_eq!((s, b["username"].as_str()), (200, Some(name.as_str())));
 }
+
+/// Every paginated listing takes `limit` 1-200 and refuses others, and unknown or mistyped query
+/// parameters, with a 400 naming the parameter (api-loaders, api-events, api-scheduler share the rule).
+#[tokio::test]
+async fn listing_queries_refuse_bad_limits_and_unknown_parameters_naming_them() {
+    for path in ["/loaders", "/events/files"] {
+        for (query, field) in [
+            ("limit=0", "limit"),
+            ("limit=201", "limit"),
+            ("limit=ten", "limit"),
+            ("colour=red", "colour"),
+        ] {
+            let (s, b) = call(http().get(format!("{}{path}?{query}", base_url()))).await;
+            assert_eq!(
+                (s, b["error"]["field"].as_str()),
+                (400, Some(field)),
+                "{path}?{query}: {b}"
+            );
+        }
+        let (s, b) = call(http().get(format!("{}{path}?limit=200", base_url()))).await;
+        assert_eq!(s, 200, "{path}: {b}");
+    }
+}

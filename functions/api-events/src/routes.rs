@@ -15,7 +15,7 @@ use ferry_shared::auth::{Authenticated, Tokens};
 use ferry_shared::domain::events::{self, IngestFile, IngestStatus, MAX_FILENAME};
 use ferry_shared::domain::now_rfc3339;
 use ferry_shared::events_sql::EventsDb;
-use ferry_shared::http::{ApiError, JsonBody, QueryParams};
+use ferry_shared::http::{ApiError, JsonBody, PageQuery, QueryParams};
 use ferry_shared::keys::{IndexKey, Key, Listing};
 use ferry_shared::messages::IngestRequest;
 use ferry_shared::queue::Queue;
@@ -46,28 +46,18 @@ pub fn router(state: AppState) -> Router {
     )
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ListQuery {
-    #[serde(default = "default_limit")]
-    limit: i32,
-    cursor: Option<String>,
-}
-
-fn default_limit() -> i32 {
-    50
-}
-
 async fn list(
     State(state): State<AppState>,
-    QueryParams(q): QueryParams<ListQuery>,
+    QueryParams(q): QueryParams<PageQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    if !(1..=200).contains(&q.limit) {
-        return Err(ApiError::invalid("limit", "must be between 1 and 200"));
-    }
     let page = state
         .store
-        .list::<Value>(&Listing::ingest_files(), q.limit, q.cursor.as_deref(), true)
+        .list::<Value>(
+            &Listing::ingest_files(),
+            q.limit()?,
+            q.cursor.as_deref(),
+            true,
+        )
         .await?;
     Ok(Json(json!({"files": page.items, "cursor": page.cursor})))
 }

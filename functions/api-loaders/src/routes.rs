@@ -14,7 +14,7 @@ use ferry_shared::domain::loader::{
     self as domain, Kind, Loader, Mix, Phase, S3Layout, Spec, Target,
 };
 use ferry_shared::domain::{Conflict, new_id, now_rfc3339};
-use ferry_shared::http::{ApiError, JsonBody, QueryParams};
+use ferry_shared::http::{ApiError, JsonBody, PageQuery, QueryParams};
 use ferry_shared::keys::{IndexKey, Key, Listing};
 use ferry_shared::loaders::allow::AllowList;
 use ferry_shared::loaders::dynamo::{self, Dynamo};
@@ -154,28 +154,13 @@ fn reply(l: &Loader, response: String) -> (StatusCode, Json<Value>) {
     (StatusCode::OK, Json(v))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ListQuery {
-    #[serde(default = "default_limit")]
-    limit: i32,
-    cursor: Option<String>,
-}
-
-fn default_limit() -> i32 {
-    50
-}
-
 async fn list(
     State(state): State<AppState>,
-    QueryParams(q): QueryParams<ListQuery>,
+    QueryParams(q): QueryParams<PageQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    if !(1..=200).contains(&q.limit) {
-        return Err(ApiError::invalid("limit", "must be between 1 and 200"));
-    }
     let page = state
         .store
-        .list::<Loader>(&Listing::loaders(), q.limit, q.cursor.as_deref(), true)
+        .list::<Loader>(&Listing::loaders(), q.limit()?, q.cursor.as_deref(), true)
         .await?;
     let items: Vec<Value> = page.items.iter().map(view).collect();
     Ok(Json(json!({"loaders": items, "cursor": page.cursor})))

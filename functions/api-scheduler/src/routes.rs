@@ -16,7 +16,7 @@ use ferry_shared::domain::sync::{
 };
 use ferry_shared::domain::{new_id, now_rfc3339};
 use ferry_shared::http::bucket_rule;
-use ferry_shared::http::{ApiError, JsonBody, QueryParams};
+use ferry_shared::http::{ApiError, JsonBody, PageQuery, QueryParams};
 use ferry_shared::keys::{Children, IndexKey, Key, Listing};
 use ferry_shared::messages::SyncMessage;
 use ferry_shared::queue::Queue;
@@ -719,28 +719,15 @@ async fn run_now(
     ))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RunsQuery {
-    limit: Option<i32>,
-    cursor: Option<String>,
-}
-
 async fn list_runs(
     State(s): State<AppState>,
     Path(raw): Path<String>,
-    q: Result<QueryParams<RunsQuery>, ApiError>,
+    q: Result<QueryParams<PageQuery>, ApiError>,
 ) -> Reply {
     let QueryParams(q) = q.map_err(compat)?;
     let id = job_id_rule(&raw)?;
     load_job(&s, &id).await?;
-    let limit = q.limit.unwrap_or(50);
-    if !(1..=200).contains(&limit) {
-        return Err(compat(ApiError::invalid(
-            "limit",
-            "must be between 1 and 200",
-        )));
-    }
+    let limit = q.limit().map_err(compat)?;
     let page = s
         .store
         .children::<Run>(&Children::runs_of(&id), limit, q.cursor.as_deref(), true)
