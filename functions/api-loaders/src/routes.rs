@@ -431,9 +431,7 @@ async fn stop(State(s): State<AppState>, Authenticated(caller): Authenticated, f
     // Still stopping with no slice under way: its tick is late or was lost (dead-lettered after
     // repeated failures). Send it again so the stop completes; ticks are idempotent, so if the
     // original is only late, whichever comes second is a no-op.
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64);
+    let now_ms = chrono::Utc::now().timestamp_millis();
     if l.phase == Phase::Stopping
         && l.lease
             .as_ref()
@@ -603,8 +601,12 @@ async fn mongo_start_loader(
 
 async fn mongo_count(State(s): State<AppState>, f: Fields) -> Reply {
     let r = mongo_req(&s, &f, true).await?;
-    let n = mongo_op(&s, &r, TargetOp::Count, "collection_name").await?;
-    Ok((StatusCode::OK, Json(json!({"count": n.unwrap_or(0)}))))
+    let n = mongo_op(&s, &r, TargetOp::Count, "collection_name")
+        .await?
+        .ok_or_else(|| {
+            ApiError::internal(anyhow::anyhow!("the loader worker's count has no count"))
+        })?;
+    Ok((StatusCode::OK, Json(json!({"count": n}))))
 }
 
 async fn mongo_delete_database(State(s): State<AppState>, _c: Authenticated, f: Fields) -> Reply {

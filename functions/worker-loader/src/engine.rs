@@ -195,6 +195,18 @@ impl Conn {
 }
 
 impl Engine {
+    /// Every host of a MongoDB target's connection string must pass this function's allow-list.
+    #[cfg(feature = "databases")]
+    async fn allow_mongo(&self, t: &loader::Target, creds: &Creds) -> Result<(), TargetError> {
+        for h in mongo::hosts_of(&mongo::url(t, creds)?) {
+            self.allow
+                .check(&h)
+                .await
+                .map_err(|e| TargetError::Refused(e.to_string()))?;
+        }
+        Ok(())
+    }
+
     /// A direct invocation from api-loaders (`ferry_shared::loaders::ops`): one operation on a MongoDB
     /// target, the host checked against this function's own allow-list as for a load.
     #[cfg(feature = "databases")]
@@ -219,13 +231,9 @@ impl Engine {
                 r.kind.as_str()
             ))));
         }
-        let url = mongo::url(&r.target, &r.creds).map_err(connecting)?;
-        for h in mongo::hosts_of(&url) {
-            self.allow
-                .check(&h)
-                .await
-                .map_err(|e| connecting(TargetError::Refused(e.to_string())))?;
-        }
+        self.allow_mongo(&r.target, &r.creds)
+            .await
+            .map_err(connecting)?;
         let m = Mongo::connect(&r.target, &r.creds, &r.database, &r.collection)
             .await
             .map_err(connecting)?;
@@ -396,13 +404,7 @@ impl Engine {
         let conn = match l.kind {
             #[cfg(feature = "databases")]
             Kind::Mongo => {
-                let url = mongo::url(t, &creds)?;
-                for h in mongo::hosts_of(&url) {
-                    self.allow
-                        .check(&h)
-                        .await
-                        .map_err(|e| TargetError::Refused(e.to_string()))?;
-                }
+                self.allow_mongo(t, &creds).await?;
                 Conn::Mongo(Mongo::connect(t, &creds, db, coll).await?)
             }
             #[cfg(feature = "databases")]
