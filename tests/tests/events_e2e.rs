@@ -119,18 +119,27 @@ async fn request_ingest(tok: &str, key: &str) {
 /// function logged nothing) comes from watch itself: with several instances per function it now and
 /// then answers 500 in ~90 ms while its instance pool starts or reaps an instance (seen twice in this
 /// test's page loop on 2026-12-02). That request is sent again, at most twice; a 500 of ferry's own
-/// fails the test as before.
+/// fails the test as before. Likewise a query with no answer after 60 s (once, in CI, one hung for
+/// the client's whole 300 s): on AWS, API Gateway would have answered 504 after 30 s (the function's
+/// timeout is 29 s), so a longer wait is watch's, and the query is sent again, at most twice.
 async fn query(path: &str, tok: &str, body: Value) -> (u16, Value, Option<String>) {
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let resp = http()
+        let sent = http()
             .post(format!("{}{path}", base_url()))
             .bearer_auth(tok)
+            .timeout(Duration::from_secs(60))
             .json(&body)
             .send()
-            .await
-            .unwrap();
+            .await;
+        let resp = match sent {
+            Err(e) if e.is_timeout() && attempt < 3 => {
+                eprintln!("{path}: no answer from cargo lambda watch in 60 s; sending it again");
+                continue;
+            }
+            other => other.unwrap(),
+        };
         let code = resp.status().as_u16();
         let cursor = resp
             .headers()
