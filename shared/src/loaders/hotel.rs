@@ -259,6 +259,28 @@ impl Hotel {
     }
 }
 
+/// The template's fields in the original's order (the header of the CSV and TSV files).
+pub const FIELDS: [&str; 18] = [
+    "country",
+    "address",
+    "free_parking",
+    "city",
+    "type",
+    "url",
+    "phone",
+    "price",
+    "avg_ratings",
+    "free_breakfast",
+    "name",
+    "email",
+    "mutated",
+    "key",
+    "document_size",
+    "public_likes",
+    "reviews",
+    "padding",
+];
+
 /// The hotel document number `seq` of `loader_id` as a JSON map, without `document_size` and padding.
 pub fn hotel(loader_id: &str, seq: u64) -> Map<String, Value> {
     let mut m = match serde_json::to_value(Hotel::generate(loader_id, seq)) {
@@ -333,26 +355,7 @@ mod tests {
     #[test]
     fn documents_follow_the_hotel_template() {
         let d = document("a", 1, 1024);
-        for f in [
-            "country",
-            "address",
-            "free_parking",
-            "city",
-            "type",
-            "url",
-            "phone",
-            "price",
-            "avg_ratings",
-            "free_breakfast",
-            "name",
-            "email",
-            "mutated",
-            "key",
-            "document_size",
-            "public_likes",
-            "reviews",
-            "padding",
-        ] {
+        for f in FIELDS {
             assert!(d.contains_key(f), "{f}");
         }
         assert!(d["reviews"][0]["rating"]["overall"].is_u64());

@@ -81,26 +81,7 @@ impl Row {
     }
 }
 
-const HEADER: [&str; 18] = [
-    "country",
-    "address",
-    "free_parking",
-    "city",
-    "type",
-    "url",
-    "phone",
-    "price",
-    "avg_ratings",
-    "free_breakfast",
-    "name",
-    "email",
-    "mutated",
-    "key",
-    "document_size",
-    "public_likes",
-    "reviews",
-    "padding",
-];
+const HEADER: [&str; 18] = ferry_shared::loaders::hotel::FIELDS;
 
 /// The one writer configuration of both [`encode`] and [`encode_row`].
 fn writer<W: std::io::Write>(delimiter: u8, out: W) -> csv::Writer<W> {
