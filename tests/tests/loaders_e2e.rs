@@ -264,6 +264,17 @@ async fn errors_are_422_404_403_and_a_fast_502() {
     assert_eq!(b["error"]["code"], "target_unreachable");
     assert_eq!(b["error"]["field"], "ip", "{b}");
     assert!(t0.elapsed() < Duration::from_secs(20));
+    // A connection string's password never comes back, whatever the driver's error says.
+    let (s, b) = post(
+        &tok,
+        "/mongo/start_loader",
+        json!({"atlas_url": "mongodb://ada:s3cret-pw@127.0.0.1:1/?connectTimeoutMS=nope",
+               "database_name": "d", "collection_name": "c", "target_num_docs": 1}),
+    )
+    .await;
+    assert!(s == 400 || s == 502, "{s}: {b}");
+    assert_eq!(b["error"]["field"], "atlas_url", "{b}");
+    assert!(!b.to_string().contains("s3cret"), "{b}");
     // The count and drop routes (done by worker-loader for api-loaders) answer the same way.
     let q = format!(
         "{}/mongo/count?ip=127.0.0.1&port=1&database_name=d&collection_name=c",

@@ -56,6 +56,53 @@ pub enum TargetError {
     Failed(String),
 }
 
+impl TargetError {
+    /// The same error with every secret of `creds` (a password, raw or percent-encoded; a connection
+    /// string, whole or its user-info) cut out of its message: a driver's error may quote what it was
+    /// given, and these messages go into responses and log lines.
+    pub fn scrubbed(self, creds: &Creds) -> TargetError {
+        let mut secrets: Vec<String> = Vec::new();
+        if let Some(p) = creds.password.as_deref().filter(|p| !p.is_empty()) {
+            secrets.push(p.to_string());
+            secrets.push(percent_encoded(p));
+        }
+        if let Some(url) = creds.atlas_url.as_deref().filter(|u| !u.is_empty()) {
+            secrets.push(url.to_string());
+            let rest = url.split_once("://").map_or(url, |(_, r)| r);
+            let authority = rest.split(['/', '?']).next().unwrap_or("");
+            if let Some((user_info, _)) = authority.rsplit_once('@') {
+                secrets.push(user_info.to_string());
+            }
+        }
+        // Longest first, so a whole URL goes before the user-info inside it.
+        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        let scrub = |mut m: String| {
+            for s in &secrets {
+                m = m.replace(s.as_str(), "<redacted>");
+            }
+            m
+        };
+        match self {
+            TargetError::Unreachable(m) => TargetError::Unreachable(scrub(m)),
+            TargetError::Refused(m) => TargetError::Refused(scrub(m)),
+            TargetError::Failed(m) => TargetError::Failed(scrub(m)),
+        }
+    }
+}
+
+/// `s` with everything but RFC 3986's unreserved characters percent-encoded, as in a connection
+/// string's user-info.
+pub fn percent_encoded(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 /// A name used as a SQL identifier or a database/collection name: letters, digits, `_`, `-`, `$`,
 /// 1-64 characters. Anything else is refused rather than quoted.
 pub fn check_identifier(field: &str, value: &str) -> Result<(), String> {
@@ -119,4 +166,40 @@ where
         }
     });
     futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (b, rx)) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn target_errors_are_scrubbed_of_passwords_and_connection_strings() {
+        let creds = Creds {
+            password: Some("p@ss:w/rd".into()),
+            ..Creds::default()
+        };
+        let e = TargetError::Refused(
+            "auth failed for p@ss:w/rd in mongodb://ada:p%40ss%3Aw%2Frd@db:27017/".into(),
+        )
+        .scrubbed(&creds);
+        let m = e.to_string();
+        assert!(!m.contains("p@ss") && !m.contains("p%40ss"), "{m}");
+        assert!(m.contains("mongodb://ada:<redacted>@db:27017/"), "{m}");
+
+        let url = "mongodb+srv://ada:s3cret@cluster0.example.net/app?retryWrites=true";
+        let creds = Creds {
+            atlas_url: Some(url.into()),
+            ..Creds::default()
+        };
+        let e = TargetError::Unreachable(format!("no servers for {url}; user ada:s3cret"));
+        let m = e.scrubbed(&creds).to_string();
+        assert!(!m.contains("s3cret"), "{m}");
+        assert_eq!(
+            m,
+            "target unreachable: no servers for <redacted>; user <redacted>"
+        );
+        // Nothing to hide: the message is unchanged.
+        let m = TargetError::Failed("timeout".into()).scrubbed(&Creds::default());
+        assert_eq!(m.to_string(), "target error: timeout");
+    }
 }

@@ -1,7 +1,7 @@
 //! MongoDB target (the `mongodb` crate; FerretDB locally). Documents get `_id` = their sequence number,
 //! so the oldest are deleted first and updates can address them without a query.
 
-use super::{CONNECT_TIMEOUT, Creds, TargetError, hotel};
+use super::{CONNECT_TIMEOUT, Creds, TargetError, hotel, percent_encoded};
 use crate::domain::loader::Target;
 use futures::{StreamExt, TryStreamExt};
 use mongodb::bson::{Bson, Document, doc};
@@ -48,22 +48,13 @@ pub fn url(target: &Target, creds: &Creds) -> Result<String, TargetError> {
         .ok_or_else(|| TargetError::Refused("ip is required".into()))?;
     let port = target.port.unwrap_or(27017);
     let auth = match (&target.username, &creds.password) {
-        (Some(u), Some(p)) if !u.is_empty() => format!("{}:{}@", enc(u), enc(p)),
-        (Some(u), None) if !u.is_empty() => format!("{}@", enc(u)),
+        (Some(u), Some(p)) if !u.is_empty() => {
+            format!("{}:{}@", percent_encoded(u), percent_encoded(p))
+        }
+        (Some(u), None) if !u.is_empty() => format!("{}@", percent_encoded(u)),
         _ => String::new(),
     };
     Ok(format!("mongodb://{auth}{host}:{port}/"))
-}
-
-fn enc(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 /// The host part of a connection string (for the allow-list).
@@ -94,6 +85,8 @@ impl Mongo {
         database: &str,
         collection: &str,
     ) -> Result<Mongo, TargetError> {
+        // Connecting is where the credentials meet the driver: its errors are scrubbed of them.
+        let classify = |e| classify(e).scrubbed(creds);
         let mut opts = ClientOptions::parse(url(target, creds)?)
             .await
             .map_err(classify)?;
