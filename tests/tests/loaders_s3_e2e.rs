@@ -310,6 +310,53 @@ async fn s3_crud_keeps_every_folder_in_its_band_stops_cleanly_and_restarts_by_id
 }
 
 #[tokio::test]
+async fn s3_stop_during_a_fill_ends_it_with_an_exact_count_and_whole_files() {
+    let tok = token(&["user"]).await;
+    // 5 folders of 2,000 files: tens of seconds of fill, stopped as soon as the first files land.
+    let body = json!({
+        "num_buckets": 1, "depth_level": 1, "num_folders_per_level": 4, "num_files_per_level": 2000,
+        "file_size": 1024, "file_format": "json,csv", "crud": false
+    });
+    let (s, b) = post(&tok, "/s3/start_loader", body).await;
+    assert_eq!(s, 200, "{b}");
+    let id = b["loader_id"].as_str().unwrap().to_string();
+    let bucket = b["bucket"][0].as_str().unwrap().to_string();
+    let c = s3().await;
+    eventually("fill under way", WAIT, || async {
+        let page = c
+            .list_objects_v2()
+            .bucket(&bucket)
+            .max_keys(1)
+            .send()
+            .await
+            .ok()?;
+        (page.key_count() > Some(0)).then_some(())
+    })
+    .await;
+    let (s, b) = post(&tok, "/s3/stop_loader", json!({"loader_id": id})).await;
+    assert_eq!(s, 200, "{b}");
+    let stopped = until_phase(&id, "stopped", WAIT).await;
+    let n = stopped["current_count"].as_u64().unwrap();
+    let objs = objects(&c, &bucket).await;
+    assert_eq!(objs.len() as u64, n, "the count is the bucket's own");
+    assert!(n > 0 && n < 10_000, "the fill stopped part way: {n}");
+    // Every file that is there is whole, and named within the layout.
+    per_folder(objs.keys().cloned(), &folders(1, 4), &["json", "csv"]);
+    assert!(
+        objs.values().all(|(size, _)| *size == 1024),
+        "every file is whole"
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        objects(&c, &bucket).await.len() as u64,
+        n,
+        "a stopped fill adds nothing"
+    );
+    let (s, b) = delete_bucket(&tok, json!({"bucket_name": bucket})).await;
+    assert_eq!(s, 200, "{b}");
+}
+
+#[tokio::test]
 async fn s3_restore_brings_a_bucket_back_to_the_layout_and_foreign_buckets_need_force() {
     let tok = token(&["user"]).await;
     let c = s3().await;

@@ -18,11 +18,13 @@ use ferry_shared::loaders::TargetError;
 use ferry_shared::loaders::s3::S3Target;
 use futures::{StreamExt, TryStreamExt};
 use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 /// PUTs in flight at once.
 const PUT_CONCURRENCY: usize = 16;
-/// Files written or deleted per fill batch (the stop check runs between batches).
+/// Files written or deleted per fill plan (plans are made one after another as the fill's PUTs drain;
+/// a planned batch always runs to its end).
 const FILL_BATCH: usize = 64;
 /// Bytes of files encoded per hand-off to the blocking pool (small files go in chunks of up to
 /// [`PUT_CONCURRENCY`], files of this size or more one at a time).
@@ -66,6 +68,21 @@ enum Change {
         bucket: usize,
         key: String,
     },
+}
+
+/// Why a slice's fill ended.
+enum FillEnd {
+    /// The buckets hold the layout.
+    Filled,
+    /// The loader was seen stopping.
+    Stopping,
+    /// The slice's time is up.
+    SliceOver,
+}
+
+struct FillSlice {
+    ops: u64,
+    why: FillEnd,
 }
 
 fn formats(layout: &S3Layout) -> Result<Vec<FileFormat>, TargetError> {
@@ -126,6 +143,35 @@ impl Engine {
         let mut rng =
             (chrono::Utc::now().timestamp_millis() as u64) ^ l.tick.wrapping_mul(0x9e37_79b9) | 1;
         while start.elapsed() < self.slice {
+            if *phase == Phase::Loading {
+                // The fill streams: batches are planned as the PUTs ahead of them drain, so the
+                // pipeline never empties between batches; the stop check runs beside it.
+                let end = self
+                    .fill_slice(
+                        l,
+                        &conn.target,
+                        &layout,
+                        &formats,
+                        &folders,
+                        &mut inv,
+                        p,
+                        start,
+                    )
+                    .await?;
+                ops += end.ops;
+                p.count = inv.count();
+                match end.why {
+                    FillEnd::Filled if spec.crud => {
+                        *phase = Phase::Crud;
+                        p.crud_started_at = Some(now_rfc3339());
+                        last_check = Instant::now();
+                        continue;
+                    }
+                    FillEnd::Filled => *phase = Phase::Completed,
+                    FillEnd::Stopping | FillEnd::SliceOver => {}
+                }
+                break;
+            }
             if last_check.elapsed() >= CHECK_EVERY {
                 last_check = Instant::now();
                 if let Ok(Some(fresh)) = self.store.get::<Loader>(&Key::loader(&l.loader_id)).await
@@ -138,19 +184,6 @@ impl Engine {
                 }
             }
             let changes = match *phase {
-                Phase::Loading => {
-                    let changes = fill_plan(&mut inv, &layout, &folders);
-                    if changes.is_empty() {
-                        if spec.crud {
-                            *phase = Phase::Crud;
-                            p.crud_started_at = Some(now_rfc3339());
-                            continue;
-                        }
-                        *phase = Phase::Completed;
-                        break;
-                    }
-                    changes
-                }
                 Phase::Crud => {
                     if loader::crud_time_up(
                         p.crud_started_at.as_deref(),
@@ -168,20 +201,14 @@ impl Engine {
                 }
                 _ => break,
             };
+            // The plan already moved the inventory; a failed batch leaves it unknown: the error
+            // returns without putting it back, so the next slice lists the buckets again.
             let done = self
-                .apply(l, &conn.target, &layout, &formats, &folders, &changes, p)
-                .await;
-            // The plan already moved the inventory; a failed batch leaves it unknown: drop it so the
-            // next slice lists the buckets again.
-            let done = match done {
-                Ok(d) => d,
-                Err(e) => return Err(e),
-            };
+                .apply(l, &conn.target, &layout, &formats, &folders, changes, p)
+                .await?;
             ops += done;
             p.count = inv.count();
-            if let Some(rate) = spec.rate_limit
-                && *phase == Phase::Crud
-            {
+            if let Some(rate) = spec.rate_limit {
                 let due = Duration::from_secs_f64(ops as f64 / f64::from(rate));
                 let elapsed = start.elapsed();
                 if due > elapsed {
@@ -199,6 +226,69 @@ impl Engine {
         inv.valid_for = l.tick + 1;
         *guard = Some(inv);
         Ok(())
+    }
+
+    /// The fill's part of a slice: fill batches planned one after another, their files encoded and
+    /// PUT through one pipeline (a batch is planned when the one before it is under way, not done),
+    /// until the buckets hold the layout, the slice is over, or the loader is seen stopping (checked
+    /// every [`CHECK_EVERY`] beside the pipeline). What is planned is always run to its end.
+    #[allow(clippy::too_many_arguments)]
+    async fn fill_slice(
+        &self,
+        l: &Loader,
+        target: &S3Target,
+        layout: &S3Layout,
+        formats: &[FileFormat],
+        folders: &[String],
+        inv: &mut Inventory,
+        p: &mut Progress,
+        start: Instant,
+    ) -> Result<FillSlice, TargetError> {
+        let filled = AtomicBool::new(false);
+        let stopping = AtomicBool::new(false);
+        let slice = self.slice;
+        let mut batch = Vec::new().into_iter();
+        let changes = std::iter::from_fn(|| {
+            loop {
+                if let Some(c) = batch.next() {
+                    return Some(c);
+                }
+                if stopping.load(Ordering::Relaxed) || start.elapsed() >= slice {
+                    return None;
+                }
+                let next = fill_plan(inv, layout, folders);
+                if next.is_empty() {
+                    filled.store(true, Ordering::Relaxed);
+                    return None;
+                }
+                batch = next.into_iter();
+            }
+        });
+        let watch = async {
+            loop {
+                tokio::time::sleep(CHECK_EVERY).await;
+                if let Ok(Some(fresh)) = self.store.get::<Loader>(&Key::loader(&l.loader_id)).await
+                    && fresh.value.phase == Phase::Stopping
+                {
+                    stopping.store(true, Ordering::Relaxed);
+                    return;
+                }
+            }
+        };
+        let work = self.apply(l, target, layout, formats, folders, changes, p);
+        tokio::pin!(work);
+        let ops = tokio::select! {
+            done = &mut work => done?,
+            () = watch => work.await?,
+        };
+        let why = if filled.load(Ordering::Relaxed) {
+            FillEnd::Filled
+        } else if stopping.load(Ordering::Relaxed) {
+            FillEnd::Stopping
+        } else {
+            FillEnd::SliceOver
+        };
+        Ok(FillSlice { ops, why })
     }
 
     /// Lists every bucket (creating missing ones first when `create`) and sorts its keys into layout
@@ -253,40 +343,43 @@ impl Engine {
         layout: &S3Layout,
         formats: &[FileFormat],
         folders: &[String],
-        changes: &[Change],
+        changes: impl IntoIterator<Item = Change, IntoIter: Send> + Send,
         p: &mut Progress,
     ) -> Result<u64, TargetError> {
         let mut deletes: HashMap<usize, Vec<String>> = HashMap::new();
-        let mut puts = Vec::new();
-        for c in changes {
-            match c {
-                Change::Delete { bucket, key } => {
-                    deletes.entry(*bucket).or_default().push(key.clone())
-                }
-                Change::Put {
-                    bucket,
-                    folder,
-                    n,
-                    new,
-                } => {
-                    let first_seq = p.next_seq << RECORD_BITS;
-                    p.next_seq += 1;
-                    puts.push((
-                        l.target.buckets[*bucket].clone(),
-                        layout.key(&folders[*folder], *n),
-                        FileFormat::cycle(formats, *n),
-                        first_seq,
-                        *new,
-                    ));
-                }
+        let next_seq = &mut p.next_seq;
+        // Deletes are gathered for bulk requests at the end; PUTs are described as the changes come.
+        let mut puts = changes.into_iter().filter_map(|c| match c {
+            Change::Delete { bucket, key } => {
+                deletes.entry(bucket).or_default().push(key);
+                None
             }
-        }
+            Change::Put {
+                bucket,
+                folder,
+                n,
+                new,
+            } => {
+                let first_seq = *next_seq << RECORD_BITS;
+                *next_seq += 1;
+                Some((
+                    l.target.buckets[bucket].clone(),
+                    layout.key(&folders[folder], n),
+                    FileFormat::cycle(formats, n),
+                    first_seq,
+                    new,
+                ))
+            }
+        });
         let size = layout.file_size as usize;
         // Files are encoded a chunk at a time on the blocking pool (one hand-off per chunk, not per
         // file), up to one chunk per core at once, ahead of the PUTs that send them.
         let per_chunk = (ENCODE_CHUNK_BYTES / size.max(1)).clamp(1, PUT_CONCURRENCY);
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let chunks: Vec<Vec<_>> = puts.chunks(per_chunk).map(<[_]>::to_vec).collect();
+        let chunks = std::iter::from_fn(|| {
+            let chunk: Vec<_> = puts.by_ref().take(per_chunk).collect();
+            (!chunk.is_empty()).then_some(chunk)
+        });
         let written: Vec<bool> = futures::stream::iter(chunks)
             .map(|chunk| {
                 let loader_id = l.loader_id.clone();
