@@ -77,14 +77,16 @@ impl From<IndexKey> for Meta {
     }
 }
 
-/// A partial, conditional update of one item: attributes set, counters added; it always bumps
-/// `version`. Paths are dotted (`counts.bytes`, `parts.7`); every segment goes through a placeholder.
+/// A partial, conditional update of one item: attributes set, counters added; it bumps `version`
+/// unless told [`Patch::keep_version`]. Paths are dotted (`counts.bytes`, `parts.7`); every segment
+/// goes through a placeholder.
 #[derive(Debug, Clone, Default)]
 pub struct Patch {
     sets: Vec<(String, AttributeValue)>,
     adds: Vec<(String, i64)>,
     equals: Vec<(String, AttributeValue)>,
     missing: Vec<String>,
+    keep_version: bool,
 }
 
 impl Patch {
@@ -114,6 +116,13 @@ impl Patch {
         self.missing.push(path.to_string());
         self
     }
+    /// Leaves `version` as it is: for housekeeping that whole-item writes conditioned on the version
+    /// must not trip over (a lease renewal). Such a write may then overwrite what the patch set with
+    /// the value it read, so use it only where a lost update is redone (the next renewal).
+    pub fn keep_version(mut self) -> Self {
+        self.keep_version = true;
+        self
+    }
 
     fn render(&self) -> RenderedPatch {
         let mut names: HashMap<String, String> = HashMap::new();
@@ -139,10 +148,15 @@ impl Patch {
             values.insert(format!(":a{i}"), AttributeValue::N(n.to_string()));
             sets.push(format!("{p} = if_not_exists({p}, :zero) + :a{i}"));
         }
-        names.insert("#ver".into(), "version".into());
-        values.insert(":zero".into(), AttributeValue::N("0".into()));
-        values.insert(":one".into(), AttributeValue::N("1".into()));
-        sets.push("#ver = if_not_exists(#ver, :zero) + :one".into());
+        // DynamoDB refuses placeholders an expression does not use.
+        if !self.adds.is_empty() || !self.keep_version {
+            values.insert(":zero".into(), AttributeValue::N("0".into()));
+        }
+        if !self.keep_version {
+            names.insert("#ver".into(), "version".into());
+            values.insert(":one".into(), AttributeValue::N("1".into()));
+            sets.push("#ver = if_not_exists(#ver, :zero) + :one".into());
+        }
         let mut conds = vec!["attribute_exists(pk)".to_string()];
         for (i, (p, v)) in self.equals.iter().enumerate() {
             let p = path(p, &mut names);

@@ -324,3 +324,62 @@ async fn create_many_and_patch_many_are_all_or_nothing() {
     let first = store.get::<Slot>(&keys[0]).await.unwrap().unwrap();
     assert_eq!(first.value.holder.as_deref(), Some("page"));
 }
+
+/// A patch that keeps the version (a lease renewal) changes what it sets, still honours its
+/// conditions, and leaves writes conditioned on the version the writer read free to go through; a
+/// plain patch moves the version and such a write is refused.
+#[tokio::test]
+async fn a_version_keeping_patch_does_not_trip_a_versioned_write() {
+    use ferry_shared::store::Patch;
+    let store = store().await;
+    let id = format!("keep-{}", uuid::Uuid::new_v4());
+    let key = Key::task(&id);
+    let slot = Slot {
+        holder: Some("a".into()),
+        count: 1,
+    };
+    store.create(&key, &Meta::default(), &slot).await.unwrap();
+    let read = store.get::<Slot>(&key).await.unwrap().unwrap();
+    assert_eq!(read.version, 1);
+
+    let renew = |who: &str, n: u32| {
+        Patch::new()
+            .set("count", &n)
+            .and_then(|p| p.require_eq("holder", &who))
+            .unwrap()
+            .keep_version()
+    };
+    assert!(store.patch(&key, &renew("a", 7)).await.unwrap());
+    assert!(
+        !store.patch(&key, &renew("b", 8)).await.unwrap(),
+        "its condition still holds"
+    );
+    let now = store.get::<Slot>(&key).await.unwrap().unwrap();
+    assert_eq!((now.value.count, now.version), (7, 1));
+    // The holder's whole-item write, conditioned on the version it read, goes through.
+    let ended = Slot {
+        holder: None,
+        count: 9,
+    };
+    let batch = vec![(key.clone(), Meta::default(), ended.clone(), read.version)];
+    let tally = new_tally(&store, &format!("{id}-tally")).await;
+    assert!(
+        store
+            .replace_many_counted(&batch, &tally, None)
+            .await
+            .unwrap()
+    );
+    let now = store.get::<Slot>(&key).await.unwrap().unwrap();
+    assert_eq!((&now.value, now.version), (&ended, 2));
+
+    // A plain patch moves the version: the same kind of write with the version read before it fails.
+    let plain = Patch::new().set("count", &10u32).unwrap();
+    assert!(store.patch(&key, &plain).await.unwrap());
+    let stale = vec![(key.clone(), Meta::default(), now.value.clone(), now.version)];
+    assert!(
+        !store
+            .replace_many_counted(&stale, &tally, None)
+            .await
+            .unwrap()
+    );
+}

@@ -307,9 +307,10 @@ impl Engine {
             .replace_many_counted(&ended, &ctx.run_key(), Some(&counters))
             .await?
         {
-            // A record moved since the start (its lease was renewed during a long group, or a
-            // delivery took it over after the lease lapsed): end them one by one, where a second end
-            // is refused, so nothing counts twice.
+            // A record moved since the start (a delivery took it over after the lease lapsed; lease
+            // renewals do not move it): end them one by one, where a second end is refused, so
+            // nothing counts twice.
+            tracing::info!(run_id = %ctx.run_id, objects = objects.len(), "a group's records moved: ending them one by one");
             drop(claims);
             for (obj, (status, error)) in objects.iter().zip(results) {
                 self.end_object(ctx, &obj.key, status, error, false).await?;
@@ -354,9 +355,12 @@ impl Engine {
 
     /// Moves the end of `owner`'s lease on `slot` to `until_ms`; `false` once it is not `owner`'s.
     async fn renew(&self, key: &Key, slot: u64, owner: &str, until_ms: u64) -> bool {
+        // Without moving the record's version: a group's one-transaction end (conditioned on the
+        // versions it started) must not fail because its own leases were renewed meanwhile.
         let patch = Patch::new()
             .set(&format!("leases.{slot}.until_ms"), &until_ms)
-            .and_then(|p| p.require_eq(&format!("leases.{slot}.owner"), &owner));
+            .and_then(|p| p.require_eq(&format!("leases.{slot}.owner"), &owner))
+            .map(Patch::keep_version);
         match patch {
             Ok(p) => match self.store.patch(key, &p).await {
                 Ok(held) => held,
