@@ -161,6 +161,12 @@ pub async fn login(
     username: &str,
     password: &str,
 ) -> Result<AccessToken, ApiError> {
+    tokens.issue(&authenticate(store, username, password).await?)
+}
+
+/// The user with this username and password (401 otherwise, the same for an unknown name and a wrong
+/// password, in the same time).
+pub async fn authenticate(store: &Store, username: &str, password: &str) -> Result<User, ApiError> {
     let user = store
         .get::<User>(&Key::user(username))
         .await?
@@ -170,7 +176,7 @@ pub async fn login(
         .map_or(dummy_hash(), |u| u.password_hash.as_str());
     let ok = verify_password(password, hash);
     match user {
-        Some(u) if ok => tokens.issue(&u),
+        Some(u) if ok => Ok(u),
         _ => Err(ApiError::unauthorized("invalid username or password")),
     }
 }

@@ -1,4 +1,5 @@
-//! api-transfers: user accounts and upload/download transfer tasks. Today: the caller's profile; tasks are a later issue.
+//! api-transfers: user accounts and transfer tasks (create, pause, resume, abort, list). Uploads and
+//! downloads of the tasks' files are a later issue.
 
 mod routes;
 

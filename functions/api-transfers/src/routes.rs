@@ -1,14 +1,26 @@
-//! Routes: `GET /users/me` (the caller's own profile, never its password hash).
+//! Routes: accounts and transfer tasks, compatible with the original Datastore API.
+//!
+//! - `POST /create_user/` (or `/create_user`) `{email, password}`: a self-service account (role user).
+//! - Every other route takes HTTP Basic credentials (the original's) or a Bearer token (ferry's).
+//! - `POST /create_task`; `GET /tasks`, `GET /tasks/{task_id}`; `POST /pause_task/{task_id}`,
+//!   `/resume_task/{task_id}`, `/abort_task/{task_id}`: 409 "already paused" / "already running", 404
+//!   for an aborted, expired (24 h), unknown or someone else's task.
+//! - `GET /users/me`: the caller's own profile, never its password hash.
 
-use axum::extract::{FromRef, State};
-use axum::routing::get;
+use axum::extract::{FromRef, FromRequestParts, Path, State};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use axum::routing::{get, post};
 use axum::{Json, Router};
-use ferry_shared::auth::{Authenticated, Tokens};
+use ferry_shared::auth::{self, Tokens};
+use ferry_shared::domain::transfer::{self, Control, Task};
 use ferry_shared::domain::user::User;
-use ferry_shared::http::ApiError;
-use ferry_shared::keys::Key;
+use ferry_shared::domain::{Conflict, new_id, now_rfc3339};
+use ferry_shared::http::{ApiError, JsonBody, PageQuery, QueryParams};
+use ferry_shared::keys::{IndexKey, Key, Listing};
 use ferry_shared::queue::Queue;
-use ferry_shared::store::Store;
+use ferry_shared::store::{Meta, Store, StoreError};
+use serde::Deserialize;
 use serde_json::{Value, json};
 use std::sync::Arc;
 
@@ -16,25 +28,258 @@ use std::sync::Arc;
 pub struct AppState {
     pub store: Store,
     pub tokens: Arc<Tokens>,
-    #[allow(dead_code)] // used by the transfer task routes
+    #[allow(dead_code)] // used by the upload/download task routes
     pub queue: Queue,
 }
 
 pub fn router(state: AppState) -> Router {
-    ferry_shared::http::finish(Router::new().route("/users/me", get(me)).with_state(state))
+    ferry_shared::http::finish(
+        Router::new()
+            .route("/users/me", get(me))
+            .route("/create_user", post(create_user))
+            .route("/create_user/", post(create_user))
+            .route("/create_task", post(create_task))
+            .route("/tasks", get(list_tasks))
+            .route("/tasks/{task_id}", get(get_task))
+            .route("/pause_task/{task_id}", post(pause))
+            .route("/resume_task/{task_id}", post(resume))
+            .route("/abort_task/{task_id}", post(abort))
+            .with_state(state),
+    )
+}
+
+/// The caller's username, proven by HTTP Basic credentials checked against the account's argon2 hash,
+/// or by a Bearer token.
+pub struct Caller(pub String);
+
+impl<S> FromRequestParts<S> for Caller
+where
+    Store: FromRef<S>,
+    Arc<Tokens>: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let value = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| {
+                ApiError::unauthorized("Basic credentials or a Bearer token are required")
+                    .field("authorization")
+            })?;
+        if let Some((username, password)) = auth::basic_credentials(value) {
+            let store = Store::from_ref(state);
+            return auth::authenticate(&store, &username, &password)
+                .await
+                .map(|u| Caller(u.username))
+                .map_err(|e| e.field("authorization"));
+        }
+        let auth::Authenticated(claims) =
+            auth::Authenticated::from_request_parts(parts, state).await?;
+        Ok(Caller(claims.sub))
+    }
 }
 
 async fn me(
     State(state): State<AppState>,
-    Authenticated(caller): Authenticated,
+    Caller(caller): Caller,
 ) -> Result<Json<Value>, ApiError> {
     let user = state
         .store
-        .get::<User>(&Key::user(&caller.sub))
+        .get::<User>(&Key::user(&caller))
         .await?
         .ok_or_else(|| ApiError::not_found("user no longer exists"))?
         .value;
     Ok(Json(
         json!({"username": user.username, "roles": user.roles, "created_at": user.created_at}),
     ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewAccount {
+    email: String,
+    password: String,
+}
+
+/// An email address as accounts take it: one `@` between a local part and a dotted domain, within
+/// the username rules (the email is the account's username).
+fn check_email(email: &str) -> Result<(), ApiError> {
+    let rule = "must be an email address (name@domain.tld) of 3-64 letters, digits, '.', '_', '-' and one '@'";
+    let ok = match email.split_once('@') {
+        Some((local, domain)) => {
+            !local.is_empty()
+                && !domain.contains('@')
+                && domain.split('.').count() >= 2
+                && domain.split('.').all(|p| !p.is_empty())
+        }
+        None => false,
+    };
+    if !ok || ferry_shared::domain::user::validate_username(email).is_err() {
+        return Err(ApiError::invalid("email", rule));
+    }
+    Ok(())
+}
+
+async fn create_user(
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody<NewAccount>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let email = body.email.trim().to_ascii_lowercase();
+    check_email(&email)?;
+    let user = auth::put_user(
+        &state.store,
+        &email,
+        &body.password,
+        vec!["user".into()],
+        false,
+    )
+    .await
+    .map_err(|e| match e.status {
+        StatusCode::CONFLICT => {
+            ApiError::conflict("an account with this email exists").field("email")
+        }
+        _ => e,
+    })?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"email": user.username, "created_at": user.created_at})),
+    ))
+}
+
+fn unix_now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+fn view(t: &Task) -> Value {
+    let expires = chrono::DateTime::from_timestamp(t.lives_until, 0)
+        .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+    json!({
+        "task_id": t.task_id,
+        "status": t.status,
+        "created_at": t.created_at,
+        "updated_at": t.updated_at,
+        "expires_at": expires,
+    })
+}
+
+fn gone(task_id: &str) -> ApiError {
+    ApiError::not_found(format!("task {task_id} not found")).field("task_id")
+}
+
+/// The caller's live task, else 404 (someone else's task is not told apart from a missing one).
+async fn load(store: &Store, caller: &str, task_id: &str) -> Result<Task, ApiError> {
+    let task = store
+        .get::<Task>(&Key::task(task_id))
+        .await?
+        .map(|v| v.value)
+        .filter(|t| t.owner == caller && t.live(unix_now()));
+    task.ok_or_else(|| gone(task_id))
+}
+
+fn task_meta(t: &Task) -> Meta {
+    Meta {
+        index: Some(IndexKey::task(&t.owner, &t.created_at, &t.task_id)),
+        expires_at: Some(t.lives_until),
+    }
+}
+
+async fn create_task(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let task = Task::new(&new_id(), &caller, &now_rfc3339(), unix_now());
+    state
+        .store
+        .create(&Key::task(&task.task_id), &task_meta(&task), &task)
+        .await?;
+    Ok((StatusCode::CREATED, Json(view(&task))))
+}
+
+async fn list_tasks(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    QueryParams(q): QueryParams<PageQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let page = state
+        .store
+        .list::<Task>(
+            &Listing::tasks_of(&caller),
+            q.limit()?,
+            q.cursor.as_deref(),
+            true,
+        )
+        .await?;
+    let now = unix_now();
+    let tasks: Vec<Value> = page
+        .items
+        .iter()
+        .filter(|t| t.owner == caller && t.live(now))
+        .map(view)
+        .collect();
+    Ok(Json(json!({"tasks": tasks, "cursor": page.cursor})))
+}
+
+async fn get_task(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(task_id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    Ok(Json(view(&load(&state.store, &caller, &task_id).await?)))
+}
+
+async fn control(
+    state: &AppState,
+    caller: &str,
+    task_id: &str,
+    control: Control,
+) -> Result<Json<Value>, ApiError> {
+    load(&state.store, caller, task_id).await?;
+    let now = now_rfc3339();
+    let moved = state
+        .store
+        .transition(&Key::task(task_id), task_meta, |t: Task| {
+            t.apply(control, &now, unix_now())
+        })
+        .await;
+    match moved {
+        Ok(t) => {
+            let message = match control {
+                Control::Pause => "Task paused",
+                Control::Resume => "Task resumed",
+                Control::Abort => "Task aborted",
+            };
+            Ok(Json(json!({"message": message, "task": view(&t.value)})))
+        }
+        Err(StoreError::Conflict(Conflict(why))) if why == transfer::GONE => Err(gone(task_id)),
+        Err(StoreError::Conflict(Conflict(why))) => Err(ApiError::conflict(why).field("task_id")),
+        Err(StoreError::NotFound) => Err(gone(task_id)),
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn pause(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(task_id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    control(&state, &caller, &task_id, Control::Pause).await
+}
+
+async fn resume(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(task_id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    control(&state, &caller, &task_id, Control::Resume).await
+}
+
+async fn abort(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(task_id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    control(&state, &caller, &task_id, Control::Abort).await
 }

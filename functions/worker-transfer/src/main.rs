@@ -1,4 +1,4 @@
-//! worker-transfer: consumes transfer tasks (zip builds, deletes by filter). The task engine is a later
+//! worker-transfer: consumes transfer tasks (zip builds, deletes by filter). Its engine is a later
 //! issue: until then a task is left for redelivery (and ends in the DLQ), never silently dropped.
 
 use ferry_shared::config::{self, ConfigError};

@@ -4,6 +4,7 @@
 pub mod events;
 pub mod loader;
 pub mod sync;
+pub mod transfer;
 pub mod user;
 
 /// A transition the current state does not allow. Surfaces as 409 over HTTP.

@@ -1,0 +1,135 @@
+//! Transfer tasks (the Datastore seed): a task starts running, can be paused and resumed, and is
+//! aborted at most once; an aborted or expired task is gone for every caller (404), as in the
+//! original. Tasks expire [`TASK_TTL_SECS`] after creation; DynamoDB's TTL removes the item later,
+//! so every read checks the expiry itself.
+
+use super::Conflict;
+use serde::{Deserialize, Serialize};
+
+/// How long a task lives (the original's default: 24 h).
+pub const TASK_TTL_SECS: i64 = 24 * 3600;
+
+/// The message of a control on a task that is aborted or expired: callers map it to 404.
+pub const GONE: &str = "task not found";
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskStatus {
+    Running,
+    Paused,
+    Aborted,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Task {
+    pub task_id: String,
+    /// The username of the account that created it; nobody else sees it.
+    pub owner: String,
+    pub status: TaskStatus,
+    pub created_at: String,
+    pub updated_at: String,
+    /// Unix seconds from which the task is gone (the store keeps `expires_at` for its TTL).
+    pub lives_until: i64,
+}
+
+/// What a caller asks of a task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Control {
+    Pause,
+    Resume,
+    Abort,
+}
+
+impl Task {
+    pub fn new(task_id: &str, owner: &str, now: &str, now_unix: i64) -> Task {
+        Task {
+            task_id: task_id.to_string(),
+            owner: owner.to_string(),
+            status: TaskStatus::Running,
+            created_at: now.to_string(),
+            updated_at: now.to_string(),
+            lives_until: now_unix + TASK_TTL_SECS,
+        }
+    }
+
+    /// Neither aborted nor expired.
+    pub fn live(&self, now_unix: i64) -> bool {
+        self.status != TaskStatus::Aborted && now_unix < self.lives_until
+    }
+
+    /// The task after `control`: pausing a paused task or resuming a running one is a conflict
+    /// ("already paused", "already running"); anything on a task that is not [`Task::live`] is
+    /// [`GONE`].
+    pub fn apply(&self, control: Control, now: &str, now_unix: i64) -> Result<Task, Conflict> {
+        if !self.live(now_unix) {
+            return Err(Conflict(GONE.into()));
+        }
+        let status = match (control, self.status) {
+            (Control::Pause, TaskStatus::Paused) => return Err(Conflict("already paused".into())),
+            (Control::Resume, TaskStatus::Running) => {
+                return Err(Conflict("already running".into()));
+            }
+            (Control::Pause, _) => TaskStatus::Paused,
+            (Control::Resume, _) => TaskStatus::Running,
+            (Control::Abort, _) => TaskStatus::Aborted,
+        };
+        Ok(Task {
+            status,
+            updated_at: now.to_string(),
+            ..self.clone()
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn task() -> Task {
+        Task::new("t1", "ada@example.com", "t0", 1_000)
+    }
+
+    #[test]
+    fn a_task_pauses_resumes_and_aborts_once() {
+        let t = task();
+        assert_eq!(t.status, TaskStatus::Running);
+        assert_eq!(t.lives_until, 1_000 + 24 * 3600);
+        let p = t.apply(Control::Pause, "t1", 1_001).unwrap();
+        assert_eq!(
+            (p.status, p.updated_at.as_str()),
+            (TaskStatus::Paused, "t1")
+        );
+        assert_eq!(
+            p.apply(Control::Pause, "t2", 1_002).unwrap_err().0,
+            "already paused"
+        );
+        let r = p.apply(Control::Resume, "t2", 1_002).unwrap();
+        assert_eq!(r.status, TaskStatus::Running);
+        assert_eq!(
+            r.apply(Control::Resume, "t3", 1_003).unwrap_err().0,
+            "already running"
+        );
+        // Abort from running and from paused; after it, everything is gone.
+        let a = r.apply(Control::Abort, "t3", 1_003).unwrap();
+        assert_eq!(a.status, TaskStatus::Aborted);
+        assert_eq!(
+            p.apply(Control::Abort, "t3", 1_003).unwrap().status,
+            TaskStatus::Aborted
+        );
+        for c in [Control::Pause, Control::Resume, Control::Abort] {
+            assert_eq!(a.apply(c, "t4", 1_004).unwrap_err().0, GONE);
+        }
+        assert!(!a.live(1_004));
+    }
+
+    #[test]
+    fn an_expired_task_is_gone() {
+        let t = task();
+        let end = t.lives_until;
+        assert!(t.live(end - 1));
+        assert!(!t.live(end));
+        for c in [Control::Pause, Control::Resume, Control::Abort] {
+            assert_eq!(t.apply(c, "later", end).unwrap_err().0, GONE);
+        }
+    }
+}

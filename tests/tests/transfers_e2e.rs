@@ -1,0 +1,217 @@
+//! Transfers end to end (HTTP -> api-transfers -> DynamoDB Local): self-service accounts, HTTP Basic
+//! and Bearer auth, and the task lifecycle with the original Datastore's answers (409 "already
+//! paused" / "already running", 404 for aborted, expired, unknown and other people's tasks).
+
+use ferry_shared::domain::transfer::Task;
+use ferry_shared::keys::{IndexKey, Key};
+use ferry_shared::store::Meta;
+use ferry_tests::{base_url, call, http, store};
+use serde_json::{Value, json};
+
+fn email() -> String {
+    format!(
+        "t-{}@example.com",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    )
+}
+
+async fn sign_up(email: &str, password: &str) -> (u16, Value) {
+    call(
+        http()
+            .post(format!("{}/create_user/", base_url()))
+            .json(&json!({"email": email, "password": password})),
+    )
+    .await
+}
+
+/// A request with HTTP Basic credentials.
+async fn basic(method: &str, path: &str, who: (&str, &str)) -> (u16, Value) {
+    let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+    call(
+        http()
+            .request(m, format!("{}{path}", base_url()))
+            .basic_auth(who.0, Some(who.1)),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn accounts_are_self_service_and_refuse_bad_or_taken_emails_naming_the_field() {
+    let (e, pw) = (email(), "correct horse battery");
+    let (s, b) = sign_up(&e, pw).await;
+    assert_eq!(s, 201, "{b}");
+    assert_eq!(b["email"], e.as_str());
+    assert!(
+        !b.to_string().contains(pw) && !b.to_string().contains("argon2"),
+        "{b}"
+    );
+
+    let (s, b) = sign_up(&e.to_uppercase(), "another password").await;
+    assert_eq!(s, 409, "{b}");
+    assert_eq!(b["error"]["field"], "email");
+    for bad in [
+        "no-at-sign",
+        "a@b",
+        "two@@example.com",
+        "sp ace@example.com",
+        "@example.com",
+    ] {
+        let (s, b) = sign_up(bad, pw).await;
+        assert_eq!(s, 400, "{bad}: {b}");
+        assert_eq!(b["error"]["field"], "email", "{bad}: {b}");
+    }
+    let (s, b) = sign_up(&email(), "short").await;
+    assert_eq!(s, 400, "{b}");
+    assert_eq!(b["error"]["field"], "password");
+    let (s, b) = call(
+        http()
+            .post(format!("{}/create_user", base_url()))
+            .json(&json!({"email": email(), "password": pw, "role": "admin"})),
+    )
+    .await;
+    assert_eq!(s, 400, "unknown keys are refused: {b}");
+
+    // The account works with Basic credentials and, through /login, with a Bearer token.
+    let (s, b) = basic("GET", "/users/me", (&e, pw)).await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["roles"], json!(["user"]));
+    let (s, b) = basic("GET", "/users/me", (&e, "wrong password")).await;
+    assert_eq!(s, 401, "{b}");
+    assert!(!b.to_string().contains("wrong password"), "{b}");
+    let (s, login) = call(
+        http()
+            .post(format!("{}/login", base_url()))
+            .json(&json!({"username": e, "password": pw})),
+    )
+    .await;
+    assert_eq!(s, 200, "{login}");
+    let (s, b) = call(
+        http()
+            .post(format!("{}/create_task", base_url()))
+            .bearer_auth(login["access_token"].as_str().unwrap()),
+    )
+    .await;
+    assert_eq!(s, 201, "{b}");
+    let (s, b) = call(http().post(format!("{}/create_task", base_url()))).await;
+    assert_eq!(s, 401, "{b}");
+    assert_eq!(b["error"]["field"], "authorization");
+}
+
+#[tokio::test]
+async fn a_task_pauses_resumes_and_aborts_with_the_originals_answers() {
+    let (e, pw) = (email(), "a long enough password");
+    assert_eq!(sign_up(&e, pw).await.0, 201);
+    let me = (e.as_str(), pw);
+    let (s, t) = basic("POST", "/create_task", me).await;
+    assert_eq!(s, 201, "{t}");
+    assert_eq!(t["status"], "running");
+    assert!(t["expires_at"].as_str().is_some(), "{t}");
+    let id = t["task_id"].as_str().unwrap().to_string();
+
+    let (s, b) = basic("POST", &format!("/pause_task/{id}"), me).await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["task"]["status"], "paused");
+    let (s, b) = basic("POST", &format!("/pause_task/{id}"), me).await;
+    assert_eq!(
+        (s, b["error"]["message"].as_str()),
+        (409, Some("already paused")),
+        "{b}"
+    );
+    let (s, b) = basic("GET", &format!("/tasks/{id}"), me).await;
+    assert_eq!((s, b["status"].as_str()), (200, Some("paused")), "{b}");
+    let (s, b) = basic("POST", &format!("/resume_task/{id}"), me).await;
+    assert_eq!(
+        (s, b["task"]["status"].as_str()),
+        (200, Some("running")),
+        "{b}"
+    );
+    let (s, b) = basic("POST", &format!("/resume_task/{id}"), me).await;
+    assert_eq!(
+        (s, b["error"]["message"].as_str()),
+        (409, Some("already running")),
+        "{b}"
+    );
+
+    // Someone else sees nothing of it.
+    let (other, opw) = (email(), "someone else's password");
+    assert_eq!(sign_up(&other, opw).await.0, 201);
+    for path in [format!("/tasks/{id}"), format!("/pause_task/{id}")] {
+        let method = if path.starts_with("/tasks") {
+            "GET"
+        } else {
+            "POST"
+        };
+        let (s, b) = basic(method, &path, (&other, opw)).await;
+        assert_eq!(s, 404, "{path}: {b}");
+    }
+    let (s, b) = basic("GET", "/tasks", (&other, opw)).await;
+    assert_eq!(
+        (s, b["tasks"].as_array().map(Vec::len)),
+        (200, Some(0)),
+        "{b}"
+    );
+    let (s, b) = basic("GET", "/tasks", me).await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["tasks"][0]["task_id"], id.as_str());
+
+    let (s, b) = basic("POST", &format!("/abort_task/{id}"), me).await;
+    assert_eq!(
+        (s, b["task"]["status"].as_str()),
+        (200, Some("aborted")),
+        "{b}"
+    );
+    for path in ["pause_task", "resume_task", "abort_task"] {
+        let (s, b) = basic("POST", &format!("/{path}/{id}"), me).await;
+        assert_eq!(s, 404, "{path} after abort: {b}");
+        assert_eq!(b["error"]["field"], "task_id");
+    }
+    let (s, _) = basic("GET", &format!("/tasks/{id}"), me).await;
+    assert_eq!(s, 404);
+    let (s, b) = basic("GET", "/tasks", me).await;
+    assert_eq!(
+        (s, b["tasks"].as_array().map(Vec::len)),
+        (200, Some(0)),
+        "{b}"
+    );
+    let (s, _) = basic("POST", "/pause_task/no-such-task", me).await;
+    assert_eq!(s, 404);
+}
+
+#[tokio::test]
+async fn a_task_is_gone_after_24_hours_even_before_dynamodb_deletes_it() {
+    let (e, pw) = (email(), "a long enough password");
+    assert_eq!(sign_up(&e, pw).await.0, 201);
+    let me = (e.as_str(), pw);
+    let (s, t) = basic("POST", "/create_task", me).await;
+    assert_eq!(s, 201, "{t}");
+    let id = t["task_id"].as_str().unwrap().to_string();
+    // Its expiry moved into the past, as 24 hours later (DynamoDB's TTL deletes items late).
+    let store = store().await;
+    store
+        .transition(
+            &Key::task(&id),
+            // The index entry stays, so the listing must leave the task out by its expiry.
+            |t: &Task| Meta {
+                index: Some(IndexKey::task(&t.owner, &t.created_at, &t.task_id)),
+                expires_at: Some(t.lives_until),
+            },
+            |t: Task| {
+                Ok(Task {
+                    lives_until: chrono::Utc::now().timestamp() - 1,
+                    ..t
+                })
+            },
+        )
+        .await
+        .unwrap();
+    let (s, _) = basic("GET", &format!("/tasks/{id}"), me).await;
+    assert_eq!(s, 404);
+    let (s, b) = basic("POST", &format!("/resume_task/{id}"), me).await;
+    assert_eq!(s, 404, "{b}");
+    let (s, b) = basic("GET", "/tasks", me).await;
+    assert_eq!(
+        (s, b["tasks"].as_array().map(Vec::len)),
+        (200, Some(0)),
+        "{b}"
+    );
+}
