@@ -59,6 +59,7 @@ fn expected(file: &str) -> Value {
         "api-events-files.json": 200,
         "api-events-query.json": 401,            // a query needs a token
         "api-transfers-me.json": 401,
+        "api-transfers-pause-task.json": 401,    // Basic credentials of no account
         "worker-sync-start-run.json": [],        // unknown job: permanent, acknowledged
         "worker-loader-tick.json": [],           // unknown loader: permanent, acknowledged
         "worker-loader-s3-tick.json": [],        // the same in the S3 loader worker
