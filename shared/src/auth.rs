@@ -214,8 +214,8 @@ pub async fn put_user(
     }
 }
 
-/// The caller, proven by a valid `Authorization: Bearer` token. Use it as an extractor on every
-/// mutating route.
+/// The caller, proven by a valid `Authorization: Bearer` token of an `admin` or `user` account. Use
+/// it as an extractor on every mutating route.
 #[derive(Debug, Clone)]
 pub struct Authenticated(pub Claims);
 
@@ -242,9 +242,21 @@ where
                 ApiError::unauthorized("authorization must be a Bearer token")
                     .field("authorization")
             })?;
-        tokens.verify(token.trim()).map(Authenticated)
+        let claims = tokens.verify(token.trim())?;
+        if !claims.roles.iter().any(|r| r == "admin" || r == "user") {
+            // Self-service transfer accounts (role `transfers`) use the transfer routes only.
+            return Err(
+                ApiError::forbidden("this account may use the transfer routes only")
+                    .field("authorization"),
+            );
+        }
+        Ok(Authenticated(claims))
     }
 }
+
+/// The role of the accounts anyone can open with `POST /create_user/` (the Datastore original's free
+/// sign-up): they reach the transfer routes and nothing else.
+pub const TRANSFERS_ROLE: &str = "transfers";
 
 /// Decodes an `Authorization: Basic` header into (username, password), for routes that accept it for
 /// compatibility.

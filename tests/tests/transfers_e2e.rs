@@ -74,7 +74,7 @@ async fn accounts_are_self_service_and_refuse_bad_or_taken_emails_naming_the_fie
     // The account works with Basic credentials and, through /login, with a Bearer token.
     let (s, b) = basic("GET", "/users/me", (&e, pw)).await;
     assert_eq!(s, 200, "{b}");
-    assert_eq!(b["roles"], json!(["user"]));
+    assert_eq!(b["roles"], json!(["transfers"]));
     let (s, b) = basic("GET", "/users/me", (&e, "wrong password")).await;
     assert_eq!(s, 401, "{b}");
     assert!(!b.to_string().contains("wrong password"), "{b}");
@@ -92,6 +92,19 @@ async fn accounts_are_self_service_and_refuse_bad_or_taken_emails_naming_the_fie
     )
     .await;
     assert_eq!(s, 201, "{b}");
+    // Free sign-up opens the transfer routes only: ferry's other APIs refuse the token.
+    let (s, b) = call(
+        http()
+            .post(format!("{}/api/v1/scheduler/create_job", base_url()))
+            .bearer_auth(login["access_token"].as_str().unwrap())
+            .json(
+                &json!({"job_name": "mine", "connector_type": "S3", "schedule": "daily",
+                          "connector_config": {"bucket_name": "b", "prefix": ""}}),
+            ),
+    )
+    .await;
+    assert_eq!(s, 403, "{b}");
+    assert_eq!(b["error"]["field"], "authorization");
     let (s, b) = call(http().post(format!("{}/create_task", base_url()))).await;
     assert_eq!(s, 401, "{b}");
     assert_eq!(b["error"]["field"], "authorization");
