@@ -130,6 +130,7 @@ async fn a_task_pauses_resumes_and_aborts_with_the_originals_answers() {
         (409, Some("already paused")),
         "{b}"
     );
+    assert_eq!(b["detail"], "already paused", "the original's key: {b}");
     let (s, b) = basic("GET", &format!("/tasks/{id}"), me).await;
     assert_eq!((s, b["status"].as_str()), (200, Some("paused")), "{b}");
     let (s, b) = basic("POST", &format!("/resume_task/{id}"), me).await;

@@ -173,8 +173,12 @@ fn view(t: &Task) -> Value {
     })
 }
 
+/// The original (FastAPI) answered errors as `{"detail": ...}`: kept beside ferry's own error object.
 fn gone(task_id: &str) -> ApiError {
-    ApiError::not_found(format!("task {task_id} not found")).field("task_id")
+    let message = format!("task {task_id} not found");
+    ApiError::not_found(message.clone())
+        .field("task_id")
+        .with("detail", json!(message))
 }
 
 /// The caller's live task, else 404 (someone else's task is not told apart from a missing one).
@@ -262,7 +266,9 @@ async fn control(
             Ok(Json(json!({"message": message, "task": view(&t.value)})))
         }
         Err(StoreError::Conflict(Conflict(why))) if why == transfer::GONE => Err(gone(task_id)),
-        Err(StoreError::Conflict(Conflict(why))) => Err(ApiError::conflict(why).field("task_id")),
+        Err(StoreError::Conflict(Conflict(why))) => Err(ApiError::conflict(why.clone())
+            .field("task_id")
+            .with("detail", json!(why))),
         Err(StoreError::NotFound) => Err(gone(task_id)),
         Err(e) => Err(e.into()),
     }
