@@ -235,14 +235,10 @@ where
             .ok_or_else(|| {
                 ApiError::unauthorized("a Bearer token is required").field("authorization")
             })?;
-        let token = value
-            .strip_prefix("Bearer ")
-            .or_else(|| value.strip_prefix("bearer "))
-            .ok_or_else(|| {
-                ApiError::unauthorized("authorization must be a Bearer token")
-                    .field("authorization")
-            })?;
-        let claims = tokens.verify(token.trim())?;
+        let token = bearer_token(value).ok_or_else(|| {
+            ApiError::unauthorized("authorization must be a Bearer token").field("authorization")
+        })?;
+        let claims = tokens.verify(token)?;
         if !claims.roles.iter().any(|r| r == "admin" || r == "user") {
             // Self-service transfer accounts (role `transfers`) use the transfer routes only.
             return Err(
@@ -257,6 +253,14 @@ where
 /// The role of the accounts anyone can open with `POST /create_user/` (the Datastore original's free
 /// sign-up): they reach the transfer routes and nothing else.
 pub const TRANSFERS_ROLE: &str = "transfers";
+
+/// The token of an `Authorization: Bearer <token>` header value.
+pub fn bearer_token(value: &str) -> Option<&str> {
+    value
+        .strip_prefix("Bearer ")
+        .or_else(|| value.strip_prefix("bearer "))
+        .map(str::trim)
+}
 
 /// Decodes an `Authorization: Basic` header into (username, password), for routes that accept it for
 /// compatibility.

@@ -42,9 +42,20 @@ pub fn router(state: AppState) -> Router {
             .route("/create_task", post(create_task))
             .route("/tasks", get(list_tasks))
             .route("/tasks/{task_id}", get(get_task))
-            .route("/pause_task/{task_id}", post(pause))
-            .route("/resume_task/{task_id}", post(resume))
-            .route("/abort_task/{task_id}", post(abort))
+            .route(
+                "/pause_task/{task_id}",
+                post(|s: State<AppState>, c: Caller, p: Path<String>| act(s, c, p, Control::Pause)),
+            )
+            .route(
+                "/resume_task/{task_id}",
+                post(|s: State<AppState>, c: Caller, p: Path<String>| {
+                    act(s, c, p, Control::Resume)
+                }),
+            )
+            .route(
+                "/abort_task/{task_id}",
+                post(|s: State<AppState>, c: Caller, p: Path<String>| act(s, c, p, Control::Abort)),
+            )
             .with_state(state),
     )
 }
@@ -78,14 +89,11 @@ where
                 .map_err(|e| e.field("authorization"));
         }
         // Any role: self-service accounts (role transfers) are what these routes are for.
-        let token = value
-            .strip_prefix("Bearer ")
-            .or_else(|| value.strip_prefix("bearer "))
-            .ok_or_else(|| {
-                ApiError::unauthorized("authorization must be Basic credentials or a Bearer token")
-                    .field("authorization")
-            })?;
-        let claims = Arc::<Tokens>::from_ref(state).verify(token.trim())?;
+        let token = auth::bearer_token(value).ok_or_else(|| {
+            ApiError::unauthorized("authorization must be Basic credentials or a Bearer token")
+                .field("authorization")
+        })?;
+        let claims = Arc::<Tokens>::from_ref(state).verify(token)?;
         Ok(Caller(claims.sub))
     }
 }
@@ -242,13 +250,15 @@ async fn get_task(
     Ok(Json(view(&load(&state.store, &caller, &task_id).await?)))
 }
 
-async fn control(
-    state: &AppState,
-    caller: &str,
-    task_id: &str,
+/// `POST /{pause,resume,abort}_task/{task_id}`.
+async fn act(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(task_id): Path<String>,
     control: Control,
 ) -> Result<Json<Value>, ApiError> {
-    load(&state.store, caller, task_id).await?;
+    let task_id = task_id.as_str();
+    load(&state.store, &caller, task_id).await?;
     let now = now_rfc3339();
     let moved = state
         .store
@@ -272,28 +282,4 @@ async fn control(
         Err(StoreError::NotFound) => Err(gone(task_id)),
         Err(e) => Err(e.into()),
     }
-}
-
-async fn pause(
-    State(state): State<AppState>,
-    Caller(caller): Caller,
-    Path(task_id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    control(&state, &caller, &task_id, Control::Pause).await
-}
-
-async fn resume(
-    State(state): State<AppState>,
-    Caller(caller): Caller,
-    Path(task_id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    control(&state, &caller, &task_id, Control::Resume).await
-}
-
-async fn abort(
-    State(state): State<AppState>,
-    Caller(caller): Caller,
-    Path(task_id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    control(&state, &caller, &task_id, Control::Abort).await
 }
