@@ -14,8 +14,14 @@ pub fn env(name: &str) -> String {
         .unwrap_or_else(|_| panic!("{name} is not set: run the tests through `make test`"))
 }
 
+/// The HTTP API (`ferry-local gateway`, API Gateway's stand-in).
 pub fn base_url() -> String {
-    std::env::var("FERRY_WATCH_URL").unwrap_or_else(|_| "http://127.0.0.1:9000".into())
+    std::env::var("FERRY_API_URL").unwrap_or_else(|_| "http://127.0.0.1:9000".into())
+}
+
+/// The Lambda Invoke API (cargo lambda watch).
+pub fn lambda_url() -> String {
+    std::env::var("FERRY_WATCH_URL").unwrap_or_else(|_| "http://127.0.0.1:9001".into())
 }
 
 pub async fn aws() -> aws_config::SdkConfig {
@@ -83,7 +89,7 @@ pub async fn invoke(function: &str, payload: &Value) -> anyhow::Result<Value> {
     let resp = http()
         .post(format!(
             "{}/2015-03-31/functions/{function}/invocations",
-            base_url()
+            lambda_url()
         ))
         .json(payload)
         .send()

@@ -24,7 +24,8 @@ export FERRY_DYNAMODB_PORT="${FERRY_DYNAMODB_PORT:-8000}"
 export FERRY_MOTO_PORT="${FERRY_MOTO_PORT:-4566}"
 export FERRY_MARIADB_PORT="${FERRY_MARIADB_PORT:-3306}"
 export FERRY_FERRETDB_PORT="${FERRY_FERRETDB_PORT:-27017}"
-export FERRY_WATCH_PORT="${FERRY_WATCH_PORT:-9000}"
+export FERRY_API_PORT="${FERRY_API_PORT:-9000}"
+export FERRY_WATCH_PORT="${FERRY_WATCH_PORT:-9001}"
 export AWS_ENDPOINT_URL="http://127.0.0.1:$FERRY_MOTO_PORT"
 export AWS_ENDPOINT_URL_DYNAMODB="http://127.0.0.1:$FERRY_DYNAMODB_PORT"
 export AWS_REGION=us-east-1
@@ -39,7 +40,10 @@ export FERRY_MYSQL_URL="mysql://ferry:${FERRY_MYSQL_PASSWORD}@127.0.0.1:$FERRY_M
 export FERRY_MYSQL_SOCKET="$FERRY_STATE_DIR/run/mysqld.sock"
 export FERRY_MONGO_URL="mongodb://127.0.0.1:$FERRY_FERRETDB_PORT/"
 
-# cargo lambda watch: the functions' HTTP routes and the Lambda Invoke API.
+# The HTTP API: `ferry-local gateway` serves the template's HttpApi routes there, as API Gateway does,
+# and invokes each route's function through cargo lambda watch's Lambda Invoke API.
+export FERRY_API_URL="http://127.0.0.1:$FERRY_API_PORT"
+# cargo lambda watch: the functions' runtime and the Lambda Invoke API (the pump and the gateway use it).
 export FERRY_WATCH_URL="http://127.0.0.1:$FERRY_WATCH_PORT"
 # A function's own Lambda Invoke (api-loaders -> worker-loader) goes to watch, as the tests' do.
 export AWS_ENDPOINT_URL_LAMBDA="$FERRY_WATCH_URL"

@@ -2,11 +2,12 @@
 # ferry's local stack, end to end (what `make dev|test|up|down|install|check` run):
 #
 #   up       install tools, start the backing services (stack.sh), build the workspace, provision the
-#            template's resources, start `cargo lambda watch` on 127.0.0.1:9000 and the event pump
+#            template's resources, start `cargo lambda watch` (the Lambda service, 127.0.0.1:9001), the
+#            gateway (the template's HTTP API, 127.0.0.1:9000) and the event pump
 #   dev      up + an admin user, then follow the watch and pump logs until Ctrl-C; then down
-#   test     up, then fmt, clippy, routes check, cfn-lint, sam validate, cargo test; always down at the end
-#   down     stop the pump, watch, and the backing services
-#   restart-functions  stop and start watch and the pump only (state in the services is kept)
+#   test     up, then fmt, clippy, cfn-lint, sam validate, cargo test; always down at the end
+#   down     stop the pump, the gateway, watch, and the backing services
+#   restart-functions  stop and start watch, the gateway and the pump (state in the services is kept)
 #   status   what is running
 #   install  install.sh only
 #   check    cargo fmt --check + clippy only (no stack)
@@ -50,7 +51,7 @@ ensure_ferry_local() {
   cargo build -p ferry-local || true
   if [ ! -x "$FERRY_LOCAL" ]; then
     say "error: $FERRY_LOCAL could not be built (cargo build -p ferry-local). It is the local-stack tool in"
-    say "       infra/local (provision, env, routes, pump, create-user); run.sh cannot go on without it."
+    say "       infra/local (provision, env, gateway, pump, create-user); run.sh cannot go on without it."
     return 1
   fi
 }
@@ -103,6 +104,23 @@ start_watch() {
   wait_ready watch "$FERRY_WATCH_TIMEOUT" http_answers "http://127.0.0.1:$WATCH_PORT/"
 }
 
+# The gateway reads the template's routes when it starts: restart it (make down; make up) after changing them.
+start_gateway() {
+  local pid
+  if pid="$(recorded_pid gateway)" && tcp_open "$FERRY_API_PORT"; then
+    say "gateway: already running (pid $pid)"
+    return 0
+  fi
+  [ -n "${pid:-}" ] && stop_service gateway
+  if tcp_open "$FERRY_API_PORT"; then
+    say "error: port $FERRY_API_PORT is in use by a process run.sh did not start: $(port_owner "$FERRY_API_PORT")"
+    return 1
+  fi
+  say "gateway: starting ferry-local gateway on 127.0.0.1:$FERRY_API_PORT (log $(log_file gateway))"
+  spawn gateway -C "$FERRY_ROOT" "$FERRY_LOCAL" gateway
+  wait_ready gateway 30 http_answers "$FERRY_API_URL/health/live"
+}
+
 start_pump() {
   local pid
   if pid="$(recorded_pid pump)"; then
@@ -141,8 +159,9 @@ cmd_up() {
   step "ferry-local provision" "$FERRY_LOCAL" provision
   step "ferry-local env" load_function_env
   step "cargo lambda watch" start_watch
+  step "ferry-local gateway" start_gateway
   step "ferry-local pump" start_pump
-  printf '==> up in %s s: functions at %s\n' "$((SECONDS - RUN_T0))" "$FERRY_WATCH_URL"
+  printf '==> up in %s s: the API at %s\n' "$((SECONDS - RUN_T0))" "$FERRY_API_URL"
 }
 
 # ------------------------------------------------------------------------------------------ down
@@ -151,6 +170,7 @@ cmd_down() {
   local t0=$SECONDS
   printf '==> down\n'
   stop_service pump
+  stop_service gateway
   stop_service watch
   "$RUN_SCRIPTS_DIR/stack.sh" stop
   printf '    down: ok, %s s\n' "$((SECONDS - t0))"
@@ -162,10 +182,12 @@ cmd_down() {
 cmd_restart_functions() {
   printf '==> restart-functions\n'
   stop_service pump
+  stop_service gateway
   stop_service watch
   # shellcheck source=/dev/null
   source "$FERRY_STATE_DIR/function-env.sh" || return 1
   step "cargo lambda watch" start_watch
+  step "ferry-local gateway" start_gateway
   step "ferry-local pump" start_pump
 }
 
@@ -225,20 +247,20 @@ cmd_dev() {
   local rel_state="${FERRY_STATE_DIR#"$FERRY_ROOT"/}"
   cat <<EOF
 
-ferry is running locally. Base URL: $FERRY_WATCH_URL
+ferry is running locally. Base URL: $FERRY_API_URL
   log in as admin (the password is in $rel_state/admin-password; set FERRY_ADMIN_PASSWORD to choose it):
-    curl -sS -X POST $FERRY_WATCH_URL/login --data-urlencode username=admin --data-urlencode "password=\$(cat $rel_state/admin-password)"
+    curl -sS -X POST $FERRY_API_URL/login --data-urlencode username=admin --data-urlencode "password=\$(cat $rel_state/admin-password)"
   the same environment in another shell:
     source infra/local/scripts/env.sh && source $rel_state/function-env.sh
-  logs: $rel_state/logs/{watch,pump,dynamodb,moto,mariadb,ferretdb}.log
+  logs: $rel_state/logs/{watch,gateway,pump,dynamodb,moto,mariadb,ferretdb}.log
 
-Following the watch and pump logs; Ctrl-C stops everything.
+Following the watch, gateway and pump logs; Ctrl-C stops everything.
 
 EOF
-  tail -n 20 -F "$(log_file watch)" "$(log_file pump)" &
+  tail -n 20 -F "$(log_file watch)" "$(log_file gateway)" "$(log_file pump)" &
   TAIL_PID=$!
   while sleep 2; do
-    for s in watch pump; do
+    for s in watch gateway pump; do
       if ! recorded_pid "$s" >/dev/null; then
         say "$s exited unexpectedly; stopping"
         exit 1
@@ -259,7 +281,7 @@ cmd_check() {
 
 cmd_test() {
   local s
-  for s in "${STACK_SERVICES[@]}" watch pump; do
+  for s in "${STACK_SERVICES[@]}" watch gateway pump; do
     if recorded_pid "$s" >/dev/null; then
       say "note: a local stack is already running ($s, ...); test reuses it and stops it at the end"
       break
@@ -268,7 +290,6 @@ cmd_test() {
   arm_down_on_exit
   cmd_up
   cmd_check
-  step "ferry-local routes --check" "$FERRY_LOCAL" routes --check
   step "cfn-lint" "$FERRY_CACHE/bin/cfn-lint" infra/template.yaml
   step "sam validate --lint" "$FERRY_CACHE/bin/sam" validate --lint --template-file infra/template.yaml
   TEST_LOG="$FERRY_STATE_DIR/logs/cargo-test.log"
@@ -281,7 +302,7 @@ cmd_test() {
 cmd_status() {
   local s pid rc=0
   "$RUN_SCRIPTS_DIR/stack.sh" status || rc=1
-  for s in watch pump; do
+  for s in watch gateway pump; do
     if pid="$(recorded_pid "$s")"; then
       printf '%-9s running  pid %s\n' "$s" "$pid"
     else

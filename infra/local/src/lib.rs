@@ -2,7 +2,7 @@
 //! - [`provision`]: creates the template's tables, queues, buckets, schedule group and secrets on the
 //!   local services and records them in `resources.json` ([`state`]);
 //! - [`env`]: the functions' environment variables, resolved against what was provisioned;
-//! - [`routes`]: cargo lambda watch's router table, generated from the template's HttpApi events;
+//! - [`routes`] and [`gateway`]: the template's HttpApi routes, served locally as API Gateway serves them;
 //! - [`pump`]: SQS -> function invocations and schedule firings, which AWS would do and the local
 //!   services don't.
 //!
@@ -11,6 +11,7 @@
 
 pub mod clients;
 pub mod env;
+pub mod gateway;
 pub mod provision;
 pub mod pump;
 pub mod resolve;

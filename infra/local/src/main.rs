@@ -4,8 +4,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
-use clap::{ArgGroup, Args, Parser, Subcommand};
-use ferry_local::{clients::Clients, env, provision, pump, routes, state, template::Template};
+use clap::{Args, Parser, Subcommand};
+use ferry_local::{
+    clients::Clients, env, gateway, provision, pump, routes, state, template::Template,
+};
 
 #[derive(Parser)]
 #[command(
@@ -27,8 +29,9 @@ enum Command {
     Provision,
     /// Print `export KEY='VALUE'` lines: every function's environment variables, resolved.
     Env,
-    /// Check or rewrite the cargo lambda watch router in the root Cargo.toml.
-    Routes(RoutesArgs),
+    /// Serve the template's HttpApi routes as API Gateway does, invoking the functions through the
+    /// Lambda Invoke API of cargo lambda watch.
+    Gateway(GatewayArgs),
     /// Feed SQS messages to the functions through cargo lambda watch and fire stored schedules.
     Pump(PumpArgs),
     /// Create a user, or reset its password and roles, in the provisioned table.
@@ -48,17 +51,13 @@ struct CreateUserArgs {
 }
 
 #[derive(Args)]
-#[command(group(ArgGroup::new("mode").required(true).args(["check", "write"])))]
-struct RoutesArgs {
-    /// Exit 1, with a diff, if the generated block differs from the template.
+struct GatewayArgs {
+    /// Where to listen (default: 127.0.0.1:$FERRY_API_PORT, else 127.0.0.1:9000).
     #[arg(long)]
-    check: bool,
-    /// Rewrite the generated block (append it if missing).
+    listen: Option<std::net::SocketAddr>,
+    /// The Lambda Invoke API (default: $FERRY_WATCH_URL, else http://127.0.0.1:9001).
     #[arg(long)]
-    write: bool,
-    /// The Cargo.toml holding the router (default: the repo root's).
-    #[arg(long)]
-    manifest: Option<PathBuf>,
+    lambda_url: Option<String>,
 }
 
 #[derive(Args)]
@@ -104,32 +103,31 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let st = state::State::load(&state::state_dir())?;
             print!("{}", env::render_exports(&env::union_env(&template, &st)?));
         }
-        Command::Routes(args) => {
-            let manifest = args
-                .manifest
-                .unwrap_or_else(|| state::repo_root().join("Cargo.toml"));
-            let text = std::fs::read_to_string(&manifest)
-                .with_context(|| format!("reading {}", manifest.display()))?;
-            let block = routes::render_block(&template)?;
-            if args.write {
-                let new = routes::apply(&text, &block)?;
-                if new == text {
-                    println!("{}: router up to date", manifest.display());
-                } else {
-                    std::fs::write(&manifest, new)
-                        .with_context(|| format!("writing {}", manifest.display()))?;
-                    println!(
-                        "{}: router rewritten from {}",
-                        manifest.display(),
-                        template_path.display()
-                    );
+        Command::Gateway(args) => {
+            ferry_shared::telemetry::init();
+            routes::check_unique(&template)?;
+            let listen = match args.listen {
+                Some(a) => a,
+                None => {
+                    let port: u16 = std::env::var("FERRY_API_PORT")
+                        .ok()
+                        .map(|p| p.parse())
+                        .transpose()
+                        .context("FERRY_API_PORT must be a port number")?
+                        .unwrap_or(9000);
+                    std::net::SocketAddr::from(([127, 0, 0, 1], port))
                 }
-            } else if let Some(diff) = routes::check(&text, &block)? {
-                eprint!("{}: {diff}", manifest.display());
-                return Ok(ExitCode::from(1));
-            } else {
-                println!("{}: router matches the template", manifest.display());
-            }
+            };
+            let lambda_url = args
+                .lambda_url
+                .or_else(|| std::env::var("FERRY_WATCH_URL").ok())
+                .unwrap_or_else(|| "http://127.0.0.1:9001".into());
+            let (tx, rx) = tokio::sync::watch::channel(false);
+            tokio::spawn(async move {
+                wait_for_signal().await;
+                let _ = tx.send(true);
+            });
+            gateway::serve(&template, listen, &lambda_url, rx).await?;
         }
         Command::Pump(args) => {
             ferry_shared::telemetry::init();

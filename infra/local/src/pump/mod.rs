@@ -22,7 +22,7 @@ use crate::resolve::{DEFAULT_STACK, Resolver};
 use crate::state::State;
 use crate::template::Template;
 
-pub const DEFAULT_WATCH_URL: &str = "http://127.0.0.1:9000";
+pub const DEFAULT_WATCH_URL: &str = "http://127.0.0.1:9001";
 const DEFAULT_RETRY_DELAY_SECS: i32 = 2;
 /// Long-poll wait of each ReceiveMessage.
 const WAIT_TIME_SECS: i32 = 5;
@@ -37,7 +37,7 @@ pub struct PumpSettings {
 }
 
 impl PumpSettings {
-    /// From `FERRY_WATCH_URL` (default http://127.0.0.1:9000), `FERRY_PUMP_RETRY_DELAY_SECS` (default 2)
+    /// From `FERRY_WATCH_URL` (default http://127.0.0.1:9001), `FERRY_PUMP_RETRY_DELAY_SECS` (default 2)
     /// and `AWS_REGION`.
     pub fn from_env() -> Result<Self> {
         let watch_url = std::env::var("FERRY_WATCH_URL")
