@@ -11,6 +11,7 @@
 //! | loader target lock | `LOADERTARGET#{target}` | `LOCK` | | |
 //! | ingest file | `FILE#{name}` | `FILE` | `FILES` | `{updated}#{name}` |
 //! | task | `TASK#{id}` | `TASK` | `TASKS#{owner}` | `{created}#{id}` |
+//! | transfer file | `TFILES#{owner}` | `TFILE#{name}` | | |
 //! | api job (on-demand run request) | `APIJOB#{id}` | `APIJOB` | `APIJOBS` | `{created}#{id}` |
 //! | parameter set | `PARAMS#{project}#{env}` | `ACTION#{action}` | | |
 //!
@@ -74,6 +75,10 @@ impl Key {
     }
     pub fn ingest_file(name: &str) -> Key {
         k(format!("FILE#{name}"), "FILE")
+    }
+    /// A file an account uploaded through a transfer task.
+    pub fn transfer_file(owner: &str, name: &str) -> Key {
+        k(format!("TFILES#{owner}"), format!("TFILE#{name}"))
     }
     pub fn task(id: &str) -> Key {
         k(format!("TASK#{id}"), "TASK")
@@ -146,6 +151,12 @@ impl Children {
         Children {
             pk: format!("JOB#{job}"),
             sk_prefix: "RUN#",
+        }
+    }
+    pub fn transfer_files_of(owner: &str) -> Children {
+        Children {
+            pk: format!("TFILES#{owner}"),
+            sk_prefix: "TFILE#",
         }
     }
     pub fn objects_of(run: &str) -> Children {

@@ -229,3 +229,232 @@ async fn a_task_is_gone_after_24_hours_even_before_dynamodb_deletes_it() {
         "{b}"
     );
 }
+
+/// A signed-up account and a new task of its: (email, password, task_id).
+async fn account_with_task() -> (String, String, String) {
+    let (e, pw) = (email(), "correct horse battery".to_string());
+    assert_eq!(sign_up(&e, &pw).await.0, 201);
+    let (s, b) = basic("POST", "/create_task", (&e, &pw)).await;
+    assert_eq!(s, 201, "{b}");
+    (e, pw, b["task_id"].as_str().unwrap().to_string())
+}
+
+/// `PUT /upload_file/{task}` as a browser or Postman form sends it: a multipart part named `file`.
+async fn upload_form(who: (&str, &str), task: &str, name: &str, bytes: &[u8]) -> (u16, Value) {
+    let boundary = "ferry-boundary-7d3f";
+    let mut body = format!(
+        "--{boundary}\r\ncontent-disposition: form-data; name=\"file\"; filename=\"{name}\"\r\ncontent-type: application/octet-stream\r\n\r\n"
+    )
+    .into_bytes();
+    body.extend_from_slice(bytes);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    call(
+        http()
+            .put(format!("{}/upload_file/{task}", base_url()))
+            .basic_auth(who.0, Some(who.1))
+            .header(
+                "content-type",
+                format!("multipart/form-data; boundary={boundary}"),
+            )
+            .body(body),
+    )
+    .await
+}
+
+async fn data_object(key: &str) -> Option<Vec<u8>> {
+    let s3 = ferry_shared::aws::s3_client(&ferry_tests::aws().await);
+    let out = s3
+        .get_object()
+        .bucket(ferry_tests::env("DATA_BUCKET"))
+        .key(key)
+        .send()
+        .await
+        .ok()?;
+    Some(out.body.collect().await.unwrap().into_bytes().to_vec())
+}
+
+#[tokio::test]
+async fn uploads_land_byte_identical_under_the_callers_prefix_and_refuse_traversal_and_paused_tasks()
+ {
+    let (e, pw, task) = account_with_task().await;
+    let who = (e.as_str(), pw.as_str());
+    // Every byte value, so a text or base64 slip in the gateway or the function would show.
+    let bytes: Vec<u8> = (0..200_000u32).map(|i| (i * 7 % 256) as u8).collect();
+    let (s, b) = upload_form(who, &task, "data.bin", &bytes).await;
+    assert_eq!(s, 201, "{b}");
+    assert_eq!(b["file"]["filename"], "data.bin");
+    assert_eq!(b["file"]["size"], bytes.len());
+    let stored = data_object(&format!("transfers/{e}/files/data.bin")).await;
+    assert_eq!(stored.as_deref(), Some(bytes.as_slice()), "byte-identical");
+    // A task carries one upload.
+    let (s, b) = upload_form(who, &task, "again.bin", b"x").await;
+    assert_eq!(s, 409, "{b}");
+
+    // Path traversal and other names that are not one path segment: 400 naming the field, nothing stored.
+    for bad in ["../../escape.txt", "a/b.txt", "..", "a\\b"] {
+        let (s, t) = basic("POST", "/create_task", who).await;
+        assert_eq!(s, 201);
+        let (s, b) = call(
+            http()
+                .put(format!(
+                    "{}/upload_file/{}?filename={}",
+                    base_url(),
+                    t["task_id"].as_str().unwrap(),
+                    urlencode(bad)
+                ))
+                .basic_auth(who.0, Some(who.1))
+                .body("x"),
+        )
+        .await;
+        assert_eq!(
+            (s, b["error"]["field"].clone()),
+            (400, json!("filename")),
+            "{bad}: {b}"
+        );
+    }
+    assert!(data_object("transfers/escape.txt").await.is_none());
+
+    // A raw body with ?filename= works too; a paused task takes nothing until resumed.
+    let (_, t) = basic("POST", "/create_task", who).await;
+    let t = t["task_id"].as_str().unwrap().to_string();
+    assert_eq!(basic("POST", &format!("/pause_task/{t}"), who).await.0, 200);
+    let raw = |name: &'static str| {
+        http()
+            .put(format!("{}/upload_file/{t}?filename={name}", base_url()))
+            .basic_auth(who.0, Some(who.1))
+            .header("content-type", "text/csv")
+            .body("a,b\n1,2\n")
+    };
+    let (s, b) = call(raw("table.csv")).await;
+    assert_eq!(
+        (s, b["detail"].clone()),
+        (409, json!("task is paused")),
+        "{b}"
+    );
+    assert!(
+        data_object(&format!("transfers/{e}/files/table.csv"))
+            .await
+            .is_none()
+    );
+    assert_eq!(
+        basic("POST", &format!("/resume_task/{t}"), who).await.0,
+        200
+    );
+    let (s, b) = call(raw("table.csv")).await;
+    assert_eq!(s, 201, "{b}");
+    assert_eq!(b["file"]["content_type"], "text/csv");
+    // No file: 400 naming it; someone else's credentials: 401.
+    let (_, t3) = basic("POST", "/create_task", who).await;
+    let (s, b) = call(
+        http()
+            .put(format!(
+                "{}/upload_file/{}",
+                base_url(),
+                t3["task_id"].as_str().unwrap()
+            ))
+            .basic_auth(who.0, Some(who.1))
+            .body("x"),
+    )
+    .await;
+    assert_eq!(
+        (s, b["error"]["field"].clone()),
+        (400, json!("filename")),
+        "{b}"
+    );
+    let (s, _) = call(
+        http()
+            .put(format!("{}/upload_file/{t}?filename=x", base_url()))
+            .basic_auth(who.0, Some("wrong password"))
+            .body("x"),
+    )
+    .await;
+    assert_eq!(s, 401);
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn files_list_and_delete_by_name_pattern_and_upload_day() {
+    let (e, pw, _) = account_with_task().await;
+    let who = (e.as_str(), pw.as_str());
+    for name in ["a.csv", "b.csv", "notes.txt"] {
+        let (_, t) = basic("POST", "/create_task", who).await;
+        let (s, b) = upload_form(who, t["task_id"].as_str().unwrap(), name, name.as_bytes()).await;
+        assert_eq!(s, 201, "{b}");
+    }
+    let (s, b) = basic("GET", "/files", who).await;
+    assert_eq!(s, 200, "{b}");
+    let names: Vec<&str> = b["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["filename"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["a.csv", "b.csv", "notes.txt"]);
+    let (s, b) = basic("GET", "/files?filename=%5C.csv%24", who).await;
+    assert_eq!((s, b["count"].clone()), (200, json!(2)), "{b}");
+    let (s, b) = basic("GET", "/files?from_date=2000-01-01&to_date=2000-12-31", who).await;
+    assert_eq!((s, b["count"].clone()), (200, json!(0)), "{b}");
+    let (s, b) = basic("GET", "/files?filename=(", who).await;
+    assert_eq!(
+        (s, b["error"]["field"].clone()),
+        (400, json!("filename")),
+        "{b}"
+    );
+
+    // Another account sees none of them.
+    let (e2, pw2, _) = account_with_task().await;
+    let (_, b) = basic("GET", "/files", (&e2, &pw2)).await;
+    assert_eq!(b["count"], 0, "{b}");
+
+    // Delete the CSVs through a task; a paused task deletes nothing.
+    let (_, t) = basic("POST", "/create_task", who).await;
+    let t = t["task_id"].as_str().unwrap().to_string();
+    assert_eq!(basic("POST", &format!("/pause_task/{t}"), who).await.0, 200);
+    let (s, _) = basic(
+        "DELETE",
+        &format!("/delete_file/{t}?filename=%5C.csv%24"),
+        who,
+    )
+    .await;
+    assert_eq!(s, 409);
+    assert_eq!(
+        basic("POST", &format!("/resume_task/{t}"), who).await.0,
+        200
+    );
+    let (s, b) = basic(
+        "DELETE",
+        &format!("/delete_file/{t}?filename=%5C.csv%24"),
+        who,
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["deleted"], json!(["a.csv", "b.csv"]));
+    assert!(
+        data_object(&format!("transfers/{e}/files/a.csv"))
+            .await
+            .is_none()
+    );
+    assert!(
+        data_object(&format!("transfers/{e}/files/notes.txt"))
+            .await
+            .is_some()
+    );
+    let (_, b) = basic("GET", "/files", who).await;
+    assert_eq!(b["count"], 1, "{b}");
+    // Through someone else's or an aborted task: 404.
+    let (s, _) = basic("DELETE", &format!("/delete_file/{t}"), (&e2, &pw2)).await;
+    assert_eq!(s, 404);
+    assert_eq!(basic("POST", &format!("/abort_task/{t}"), who).await.0, 200);
+    let (s, _) = basic("DELETE", &format!("/delete_file/{t}"), who).await;
+    assert_eq!(s, 404);
+}

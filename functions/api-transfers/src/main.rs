@@ -1,6 +1,7 @@
-//! api-transfers: user accounts and transfer tasks (create, pause, resume, abort, list). Uploads and
-//! downloads of the tasks' files are a later issue.
+//! api-transfers: user accounts, transfer tasks (create, pause, resume, abort, list) and their files
+//! (upload, list, delete by filter). Zip downloads are not built yet.
 
+mod files;
 mod routes;
 
 use ferry_shared::config::{self, ConfigError};
@@ -9,6 +10,7 @@ struct Config {
     table_name: String,
     jwt_secret_arn: String,
     queue_url: String,
+    bucket: String,
 }
 
 impl Config {
@@ -17,6 +19,7 @@ impl Config {
             table_name: config::required("TABLE_NAME")?,
             jwt_secret_arn: config::required("JWT_SECRET_ARN")?,
             queue_url: config::required("TRANSFER_QUEUE_URL")?,
+            bucket: config::required("DATA_BUCKET")?,
         })
     }
 }
@@ -33,6 +36,8 @@ async fn main() -> Result<(), lambda_http::Error> {
         store,
         tokens,
         queue,
+        s3: ferry_shared::aws::s3_client(&aws),
+        bucket: std::sync::Arc::from(config.bucket),
     }))
     .await
 }

@@ -6,12 +6,13 @@
 //! - `POST /create_task`; `GET /tasks`, `GET /tasks/{task_id}`; `POST /pause_task/{task_id}`,
 //!   `/resume_task/{task_id}`, `/abort_task/{task_id}`: 409 "already paused" / "already running", 404
 //!   for an aborted, expired (24 h), unknown or someone else's task.
+//! - `PUT /upload_file/{task_id}`, `GET /files`, `DELETE /delete_file/{task_id}`: see [`crate::files`].
 //! - `GET /users/me`: the caller's own profile, never its password hash.
 
 use axum::extract::{FromRef, FromRequestParts, Path, State};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
 use ferry_shared::auth::{self, Tokens};
 use ferry_shared::domain::transfer::{self, Control, Task};
@@ -29,8 +30,10 @@ use std::sync::Arc;
 pub struct AppState {
     pub store: Store,
     pub tokens: Arc<Tokens>,
-    #[allow(dead_code)] // used by the upload/download task routes
+    #[allow(dead_code)] // for the zip downloads' worker, not built yet
     pub queue: Queue,
+    pub s3: aws_sdk_s3::Client,
+    pub bucket: Arc<str>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -56,6 +59,9 @@ pub fn router(state: AppState) -> Router {
                 "/abort_task/{task_id}",
                 post(|s: State<AppState>, c: Caller, p: Path<String>| act(s, c, p, Control::Abort)),
             )
+            .route("/upload_file/{task_id}", put(crate::files::upload_file))
+            .route("/files", get(crate::files::list_files))
+            .route("/delete_file/{task_id}", delete(crate::files::delete_files))
             .with_state(state),
     )
 }
@@ -165,7 +171,7 @@ async fn create_user(
     ))
 }
 
-fn unix_now() -> i64 {
+pub(crate) fn unix_now() -> i64 {
     chrono::Utc::now().timestamp()
 }
 
@@ -182,7 +188,7 @@ fn view(t: &Task) -> Value {
 }
 
 /// The original (FastAPI) answered errors as `{"detail": ...}`: kept beside ferry's own error object.
-fn gone(task_id: &str) -> ApiError {
+pub(crate) fn gone(task_id: &str) -> ApiError {
     let message = format!("task {task_id} not found");
     ApiError::not_found(message.clone())
         .field("task_id")
@@ -190,7 +196,7 @@ fn gone(task_id: &str) -> ApiError {
 }
 
 /// The caller's live task, else 404 (someone else's task is not told apart from a missing one).
-async fn load(store: &Store, caller: &str, task_id: &str) -> Result<Task, ApiError> {
+pub(crate) async fn load(store: &Store, caller: &str, task_id: &str) -> Result<Task, ApiError> {
     let task = store
         .get::<Task>(&Key::task(task_id))
         .await?
@@ -199,7 +205,7 @@ async fn load(store: &Store, caller: &str, task_id: &str) -> Result<Task, ApiErr
     task.ok_or_else(|| gone(task_id))
 }
 
-fn task_meta(t: &Task) -> Meta {
+pub(crate) fn task_meta(t: &Task) -> Meta {
     Meta {
         index: Some(IndexKey::task(&t.owner, &t.created_at, &t.task_id)),
         expires_at: Some(t.lives_until),

@@ -12,6 +12,44 @@ pub const TASK_TTL_SECS: i64 = 24 * 3600;
 /// The message of a control on a task that is aborted or expired: callers map it to 404.
 pub const GONE: &str = "task not found";
 
+/// Work asked of a paused task waits for a resume: callers answer 409 with this.
+pub const PAUSED: &str = "task is paused";
+
+/// A file uploaded through a task, as the account's file list shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct StoredFile {
+    pub owner: String,
+    pub name: String,
+    pub size: u64,
+    pub etag: String,
+    pub content_type: String,
+    /// RFC 3339, UTC: what `from_date`/`to_date` filter on.
+    pub uploaded_at: String,
+    /// Where the bytes are in the data bucket.
+    pub s3_key: String,
+    pub task_id: String,
+}
+
+/// The data bucket key of an account's file: under the account's own prefix, the name being a single
+/// checked path segment ([`check_filename`]), so no name reaches another account's files.
+pub fn file_key(owner: &str, name: &str) -> String {
+    format!("transfers/{owner}/files/{name}")
+}
+
+/// A file name as uploads take it: 1-255 bytes, one path segment (no `/` or `\`), not `.` or `..`,
+/// no control characters. The original joined names onto its storage folder unchecked.
+pub fn check_filename(name: &str) -> Result<(), &'static str> {
+    let rule = "must be 1-255 bytes, without '/', '\\' or control characters, and not '.' or '..'";
+    let ok = !name.is_empty()
+        && name.len() <= 255
+        && name != "."
+        && name != ".."
+        && !name
+            .chars()
+            .any(|c| c == '/' || c == '\\' || c.is_control());
+    if ok { Ok(()) } else { Err(rule) }
+}
+
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum TaskStatus {
@@ -30,6 +68,9 @@ pub struct Task {
     pub updated_at: String,
     /// Unix seconds from which the task is gone (the store keeps `expires_at` for its TTL).
     pub lives_until: i64,
+    /// The file uploaded through this task (a task carries one upload, as in the original).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uploaded: Option<String>,
 }
 
 /// What a caller asks of a task.
@@ -49,7 +90,27 @@ impl Task {
             created_at: now.to_string(),
             updated_at: now.to_string(),
             lives_until: now_unix + TASK_TTL_SECS,
+            uploaded: None,
         }
+    }
+
+    /// The task once `file` is uploaded through it: only a live, running task without an upload
+    /// takes one ([`GONE`] when aborted or expired, a conflict when paused or used).
+    pub fn upload(&self, file: &str, now: &str, now_unix: i64) -> Result<Task, Conflict> {
+        if !self.live(now_unix) {
+            return Err(Conflict(GONE.into()));
+        }
+        if self.status == TaskStatus::Paused {
+            return Err(Conflict(PAUSED.into()));
+        }
+        if let Some(done) = &self.uploaded {
+            return Err(Conflict(format!("this task already uploaded {done}")));
+        }
+        Ok(Task {
+            uploaded: Some(file.to_string()),
+            updated_at: now.to_string(),
+            ..self.clone()
+        })
     }
 
     /// Neither aborted nor expired.
@@ -120,6 +181,49 @@ mod tests {
             assert_eq!(a.apply(c, "t4", 1_004).unwrap_err().0, GONE);
         }
         assert!(!a.live(1_004));
+    }
+
+    #[test]
+    fn a_task_takes_one_upload_while_running() {
+        let t = task();
+        let u = t.upload("a.txt", "t1", 1_001).unwrap();
+        assert_eq!(u.uploaded.as_deref(), Some("a.txt"));
+        assert!(
+            u.upload("b.txt", "t2", 1_002)
+                .unwrap_err()
+                .0
+                .contains("already uploaded a.txt")
+        );
+        let p = t.apply(Control::Pause, "t1", 1_001).unwrap();
+        assert_eq!(p.upload("a.txt", "t2", 1_002).unwrap_err().0, PAUSED);
+        let a = t.apply(Control::Abort, "t1", 1_001).unwrap();
+        assert_eq!(a.upload("a.txt", "t2", 1_002).unwrap_err().0, GONE);
+        assert_eq!(t.upload("a.txt", "t", t.lives_until).unwrap_err().0, GONE);
+    }
+
+    #[test]
+    fn file_names_stay_one_path_segment() {
+        for ok in ["a.txt", "report 2026.csv", "..hidden", "é.bin", "a..b"] {
+            assert!(check_filename(ok).is_ok(), "{ok}");
+        }
+        let long = "x".repeat(256);
+        for bad in [
+            "",
+            ".",
+            "..",
+            "../etc/passwd",
+            "a/b",
+            "a\\b",
+            "a\u{0}b",
+            "a\nb",
+            long.as_str(),
+        ] {
+            assert!(check_filename(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(
+            file_key("ada@example.com", "a.txt"),
+            "transfers/ada@example.com/files/a.txt"
+        );
     }
 
     #[test]
