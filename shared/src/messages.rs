@@ -72,8 +72,8 @@ pub enum LoaderMessage {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum TransferMessage {
+    /// Build (or go on building) the zip download of a task.
     BuildZip { task_id: String },
-    DeleteByFilter { task_id: String },
 }
 
 /// Messages on the ingest queue: S3 notifications from the ingest bucket, the `s3:TestEvent` S3 sends

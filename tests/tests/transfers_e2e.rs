@@ -361,6 +361,28 @@ async fn uploads_land_byte_identical_under_the_callers_prefix_and_refuse_travers
         (400, json!("filename")),
         "{b}"
     );
+    // Over Lambda's 6 MB payload: API Gateway's own 413, nothing stored.
+    let (s, b) = call(
+        http()
+            .put(format!(
+                "{}/upload_file/{}?filename=big.txt",
+                base_url(),
+                t3["task_id"].as_str().unwrap()
+            ))
+            .basic_auth(who.0, Some(who.1))
+            .header("content-type", "text/plain")
+            .body("x".repeat(7_000_000)),
+    )
+    .await;
+    assert_eq!(
+        (s, b["message"].clone()),
+        (413, json!("Request Entity Too Large"))
+    );
+    assert!(
+        data_object(&format!("transfers/{e}/files/big.txt"))
+            .await
+            .is_none()
+    );
     let (s, _) = call(
         http()
             .put(format!("{}/upload_file/{t}?filename=x", base_url()))
@@ -457,4 +479,248 @@ async fn files_list_and_delete_by_name_pattern_and_upload_day() {
     assert_eq!(basic("POST", &format!("/abort_task/{t}"), who).await.0, 200);
     let (s, _) = basic("DELETE", &format!("/delete_file/{t}"), who).await;
     assert_eq!(s, 404);
+}
+
+/// Files seeded straight into the data bucket and the file records, as uploads leave them (many
+/// files quickly, for builds long enough to pause).
+async fn seed_files(owner: &str, files: &[(String, Vec<u8>)]) {
+    let s3 = ferry_shared::aws::s3_client(&ferry_tests::aws().await);
+    let st = store().await;
+    let bucket = ferry_tests::env("DATA_BUCKET");
+    let now = ferry_shared::domain::now_rfc3339();
+    for (name, bytes) in files {
+        let key = ferry_shared::domain::transfer::file_key(owner, name);
+        s3.put_object()
+            .bucket(&bucket)
+            .key(&key)
+            .body(bytes.clone().into())
+            .send()
+            .await
+            .unwrap();
+        let record = ferry_shared::domain::transfer::StoredFile {
+            owner: owner.to_string(),
+            name: name.clone(),
+            size: bytes.len() as u64,
+            etag: String::new(),
+            content_type: "application/octet-stream".into(),
+            uploaded_at: now.clone(),
+            s3_key: key,
+            task_id: "seeded".into(),
+        };
+        st.create(&Key::transfer_file(owner, name), &Meta::default(), &record)
+            .await
+            .unwrap();
+    }
+}
+
+/// `GET /download_file/...` without following the redirect.
+async fn download(who: (&str, &str), path: &str) -> (u16, Value, Option<String>) {
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let resp = client
+        .get(format!("{}{path}", base_url()))
+        .basic_auth(who.0, Some(who.1))
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    let location = resp
+        .headers()
+        .get("location")
+        .map(|l| l.to_str().unwrap().to_string());
+    let body = resp.json().await.unwrap_or(Value::Null);
+    (status, body, location)
+}
+
+/// Polls the download until it is ready; returns the zip's bytes, fetched from the presigned URL.
+async fn zip_when_ready(who: (&str, &str), path: &str) -> Vec<u8> {
+    let url = ferry_tests::eventually("the zip", std::time::Duration::from_secs(120), || async {
+        let (s, b, loc) = download(who, path).await;
+        assert!(s == 202 || s == 303, "{s} {b}");
+        (s == 303).then(|| {
+            assert_eq!(b["status"], "ready", "{b}");
+            loc.expect("a Location")
+        })
+    })
+    .await;
+    let resp = http().get(&url).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    resp.bytes().await.unwrap().to_vec()
+}
+
+fn unzip(bytes: Vec<u8>) -> std::collections::BTreeMap<String, Vec<u8>> {
+    use std::io::Read;
+    let mut z = zip::ZipArchive::new(std::io::Cursor::new(bytes)).expect("a valid zip");
+    (0..z.len())
+        .map(|i| {
+            let mut f = z.by_index(i).unwrap();
+            let mut b = Vec::new();
+            f.read_to_end(&mut b).unwrap();
+            (f.name().to_string(), b)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_download_zips_the_matching_uploads_and_refuses_a_second_selection() {
+    let (e, pw, _) = account_with_task().await;
+    let who = (e.as_str(), pw.as_str());
+    // Three uploads through the API, 12 MB in all: the zip spans more than one 8 MiB part.
+    let mut want = std::collections::BTreeMap::new();
+    for (i, name) in ["a.csv", "b.csv", "c.csv"].iter().enumerate() {
+        let text: String = (0..4_000_000)
+            .map(|j| (b'a' + ((i * 7 + j) % 26) as u8) as char)
+            .collect();
+        let (_, t) = basic("POST", "/create_task", who).await;
+        let t = t["task_id"].as_str().unwrap().to_string();
+        let (s, b) = call(
+            http()
+                .put(format!("{}/upload_file/{t}?filename={name}", base_url()))
+                .basic_auth(who.0, Some(who.1))
+                .header("content-type", "text/csv")
+                .body(text.clone()),
+        )
+        .await;
+        assert_eq!(s, 201, "{b}");
+        want.insert(name.to_string(), text.into_bytes());
+    }
+    let (_, t) = basic("POST", "/create_task", who).await;
+    let (s, _) = upload_form(
+        who,
+        t["task_id"].as_str().unwrap(),
+        "notes.txt",
+        b"not a csv",
+    )
+    .await;
+    assert_eq!(s, 201);
+
+    let (_, t) = basic("POST", "/create_task", who).await;
+    let t = t["task_id"].as_str().unwrap().to_string();
+    let path = format!("/download_file/{t}?filename=%5C.csv%24");
+    let (s, b, _) = download(who, &path).await;
+    assert_eq!(s, 202, "{b}");
+    assert_eq!(
+        (b["status"].clone(), b["files_total"].clone()),
+        (json!("building"), json!(3))
+    );
+    assert_eq!(b["bytes_total"], 12_000_000);
+    // The same task with another filter: 409; someone else: 404.
+    let (s, b, _) = download(who, &format!("/download_file/{t}")).await;
+    assert_eq!(s, 409, "{b}");
+    let (e2, pw2, _) = account_with_task().await;
+    assert_eq!(download((&e2, &pw2), &path).await.0, 404);
+
+    let got = unzip(zip_when_ready(who, &path).await);
+    assert_eq!(
+        got, want,
+        "every matching file once, byte for byte, and nothing else"
+    );
+    let (_, b, _) = download(who, &path).await;
+    assert_eq!(
+        (b["files_done"].clone(), b["bytes_done"].clone()),
+        (json!(3), json!(12_000_000))
+    );
+
+    // An upload task does not download, and a paused task does not start one.
+    let (_, t) = basic("POST", "/create_task", who).await;
+    let t = t["task_id"].as_str().unwrap().to_string();
+    assert_eq!(upload_form(who, &t, "x.bin", b"x").await.0, 201);
+    assert_eq!(download(who, &format!("/download_file/{t}")).await.0, 409);
+    let (_, t) = basic("POST", "/create_task", who).await;
+    let t = t["task_id"].as_str().unwrap().to_string();
+    assert_eq!(basic("POST", &format!("/pause_task/{t}"), who).await.0, 200);
+    let (s, b, _) = download(who, &format!("/download_file/{t}")).await;
+    assert_eq!(
+        (s, b["detail"].clone()),
+        (409, json!("task is paused")),
+        "{b}"
+    );
+    // A bad filter names its field.
+    let (s, b, _) = download(who, &format!("/download_file/{t}?from_date=soon")).await;
+    assert_eq!(
+        (s, b["error"]["field"].clone()),
+        (400, json!("from_date")),
+        "{b}"
+    );
+}
+
+#[tokio::test]
+async fn a_paused_download_stands_still_resumes_to_a_whole_zip_and_an_abort_removes_it() {
+    let (e, pw, _) = account_with_task().await;
+    let who = (e.as_str(), pw.as_str());
+    // 600 files of 20 KB: a build of several seconds, crossing a part boundary (12 MB).
+    let files: Vec<(String, Vec<u8>)> = (0..600)
+        .map(|i| {
+            let bytes: Vec<u8> = (0..20_000u32).map(|j| ((i * 31 + j) % 256) as u8).collect();
+            (format!("f{i:04}.bin"), bytes)
+        })
+        .collect();
+    seed_files(&e, &files).await;
+
+    let (_, t) = basic("POST", "/create_task", who).await;
+    let t = t["task_id"].as_str().unwrap().to_string();
+    let path = format!("/download_file/{t}");
+    let (s, b, _) = download(who, &path).await;
+    assert_eq!((s, b["files_total"].clone()), (202, json!(600)), "{b}");
+    assert_eq!(basic("POST", &format!("/pause_task/{t}"), who).await.0, 200);
+    // Paused: the build stops between files and stays where it is.
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let (_, first, _) = download(who, &path).await;
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let (_, second, _) = download(who, &path).await;
+    assert_eq!(first["status"], "building", "{first}");
+    assert!(
+        first["files_done"].as_u64().unwrap() < 600,
+        "paused mid-build: {first}"
+    );
+    assert_eq!(
+        first["files_done"], second["files_done"],
+        "no progress while paused"
+    );
+
+    assert_eq!(
+        basic("POST", &format!("/resume_task/{t}"), who).await.0,
+        200
+    );
+    let got = unzip(zip_when_ready(who, &path).await);
+    assert_eq!(got.len(), 600);
+    for (name, bytes) in &files {
+        assert_eq!(got.get(name), Some(bytes), "{name}: once, byte for byte");
+    }
+
+    // Abort mid-build: the zip, its parts and its checkpoint go; the task is 404.
+    let (_, t) = basic("POST", "/create_task", who).await;
+    let t = t["task_id"].as_str().unwrap().to_string();
+    let path = format!("/download_file/{t}");
+    assert_eq!(download(who, &path).await.0, 202);
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(basic("POST", &format!("/abort_task/{t}"), who).await.0, 200);
+    assert_eq!(download(who, &path).await.0, 404);
+    let s3 = ferry_shared::aws::s3_client(&ferry_tests::aws().await);
+    let bucket = ferry_tests::env("DATA_BUCKET");
+    let prefix = format!("transfers/{e}/downloads/{t}");
+    ferry_tests::eventually(
+        "the aborted download removed",
+        std::time::Duration::from_secs(60),
+        || async {
+            let objects = s3
+                .list_objects_v2()
+                .bucket(&bucket)
+                .prefix(&prefix)
+                .send()
+                .await
+                .unwrap();
+            let uploads = s3
+                .list_multipart_uploads()
+                .bucket(&bucket)
+                .prefix(&prefix)
+                .send()
+                .await
+                .unwrap();
+            (objects.key_count().unwrap_or(0) == 0 && uploads.uploads().is_empty()).then_some(())
+        },
+    )
+    .await;
 }

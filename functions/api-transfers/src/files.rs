@@ -9,6 +9,9 @@
 //! - `GET /files?filename=&from_date=&to_date=`: the caller's files, by name.
 //! - `DELETE /delete_file/{task_id}?filename=&from_date=&to_date=`: deletes the caller's files that
 //!   match, through a running task, checking the task between batches (abort stops it there).
+//! - `GET /download_file/{task_id}?filename=&from_date=&to_date=`: a zip of the files that match,
+//!   built by worker-transfer (pause, resume and abort act on the build between files); see
+//!   [`download_file`].
 //!
 //! The filter: `filename` is a regular expression searched in the name (as the original); the dates
 //! bound the upload time, inclusive (`2026-12-04` or RFC 3339; a bare `to_date` day counts whole).
@@ -17,17 +20,20 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, NaiveDate, Utc};
 use ferry_shared::domain::Conflict;
 use ferry_shared::domain::now_rfc3339;
-use ferry_shared::domain::transfer::{self, StoredFile, Task};
+use ferry_shared::domain::transfer::{self, Download, DownloadStatus, Selected, StoredFile, Task};
 use ferry_shared::http::{ApiError, QueryParams};
 use ferry_shared::keys::{Children, Key};
+use ferry_shared::messages::TransferMessage;
 use ferry_shared::store::{Meta, StoreError};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::routes::{AppState, Caller, gone, load, task_meta, unix_now};
+use crate::routes::{AppState, Caller, gone, load, unix_now};
+use ferry_shared::domain::transfer::task_meta;
 
 /// Files listed or deleted by one request, at most.
 const MAX_FILES: usize = 10_000;
@@ -390,6 +396,183 @@ pub async fn delete_files(
         "deleted": deleted,
         "count": deleted.len(),
     })))
+}
+
+// ------------------------------------------------------------------------------------ downloads
+
+/// Answers for a download: progress while it builds, the zip when ready.
+fn progress(task_id: &str, d: &Download) -> Value {
+    json!({
+        "task_id": task_id,
+        "status": d.status,
+        "files_total": d.files_total,
+        "bytes_total": d.bytes_total,
+        "files_done": d.files_done,
+        "bytes_done": d.bytes_done,
+        "files_missing": d.files_missing,
+        "zip_size": d.zip_size,
+        "started_at": d.started_at,
+        "finished_at": d.finished_at,
+    })
+}
+
+/// `GET /download_file/{task_id}?filename=&from_date=&to_date=`: the first request selects the files
+/// and starts the zip (202 with progress); later ones answer progress (202), the zip (303 to a
+/// presigned URL, valid 15 minutes) once ready, or the build's error (502). A task carries one
+/// download: another filter on it is 409.
+pub async fn download_file(
+    State(s): State<AppState>,
+    Caller(caller): Caller,
+    Path(task_id): Path<String>,
+    QueryParams(q): QueryParams<FilterQuery>,
+) -> Result<Response, ApiError> {
+    let filter = Filter::from_query(&q)?;
+    let task = load(&s.store, &caller, &task_id).await?;
+    let asked = (q.filename.clone(), q.from_date.clone(), q.to_date.clone());
+    let Some(d) = task.download.clone() else {
+        return start_download(&s, &caller, &task, &filter, asked).await;
+    };
+    if (d.filename.clone(), d.from_date.clone(), d.to_date.clone()) != asked {
+        return Err(conflict(
+            "this task downloads another selection: use a new task",
+        ));
+    }
+    match d.status {
+        DownloadStatus::Building => {
+            // A build whose slice died (its lease ran out) or failed is sent again; otherwise a
+            // message for it is on its way (the start, a continuation or the resume sent one).
+            let now_ms = chrono::Utc::now().timestamp_millis();
+            let stale = d.lease_until_ms.is_some_and(|u| u < now_ms) || d.error.is_some();
+            if stale && task.status == transfer::TaskStatus::Running {
+                s.queue
+                    .send(&TransferMessage::BuildZip {
+                        task_id: task_id.clone(),
+                    })
+                    .await
+                    .map_err(ApiError::internal)?;
+            }
+            Ok((StatusCode::ACCEPTED, Json(progress(&task_id, &d))).into_response())
+        }
+        DownloadStatus::Ready => {
+            let url = s
+                .s3
+                .get_object()
+                .bucket(&*s.bucket)
+                .key(&d.zip_key)
+                .response_content_disposition(format!(
+                    "attachment; filename=\"ferry-{task_id}.zip\""
+                ))
+                .presigned(
+                    aws_sdk_s3::presigning::PresigningConfig::expires_in(
+                        std::time::Duration::from_secs(900),
+                    )
+                    .map_err(ApiError::internal)?,
+                )
+                .await
+                .map_err(|e| ApiError::internal(anyhow::anyhow!("presigning the zip: {e:?}")))?;
+            let mut body = progress(&task_id, &d);
+            body["download_url"] = json!(url.uri());
+            Ok((
+                StatusCode::SEE_OTHER,
+                [(header::LOCATION, url.uri().to_string())],
+                Json(body),
+            )
+                .into_response())
+        }
+        DownloadStatus::Failed => Err(ApiError::bad_gateway(
+            "the zip could not be built",
+            anyhow::anyhow!(d.error.clone().unwrap_or_default()),
+        )),
+    }
+}
+
+async fn start_download(
+    s: &AppState,
+    caller: &str,
+    task: &Task,
+    filter: &Filter,
+    asked: (Option<String>, Option<String>, Option<String>),
+) -> Result<Response, ApiError> {
+    let task_id = task.task_id.clone();
+    if task.uploaded.is_some() {
+        return Err(conflict("this task is an upload: use a new task"));
+    }
+    if task.status == transfer::TaskStatus::Paused {
+        return Err(conflict(transfer::PAUSED));
+    }
+    let files = matching(s, caller, filter).await?;
+    let selection: Vec<Selected> = files
+        .iter()
+        .map(|f| Selected {
+            name: f.name.clone(),
+            s3_key: f.s3_key.clone(),
+            size: f.size,
+            uploaded_at: f.uploaded_at.clone(),
+        })
+        .collect();
+    s.s3.put_object()
+        .bucket(&*s.bucket)
+        .key(transfer::selection_key(caller, &task_id))
+        .body(
+            serde_json::to_vec(&selection)
+                .map_err(ApiError::internal)?
+                .into(),
+        )
+        .send()
+        .await
+        .map_err(|e| ApiError::internal(anyhow::anyhow!("saving the selection: {e:?}")))?;
+    let download = Download {
+        status: DownloadStatus::Building,
+        filename: asked.0,
+        from_date: asked.1,
+        to_date: asked.2,
+        files_total: selection.len() as u64,
+        bytes_total: selection.iter().map(|f| f.size).sum(),
+        files_done: 0,
+        bytes_done: 0,
+        files_missing: 0,
+        zip_key: transfer::zip_key(caller, &task_id),
+        zip_size: None,
+        error: None,
+        lease_until_ms: None,
+        started_at: now_rfc3339(),
+        finished_at: None,
+    };
+    let now = unix_now();
+    let set = download.clone();
+    let moved = s
+        .store
+        .transition(&Key::task(&task_id), task_meta, move |mut t: Task| {
+            if !t.live(now) {
+                return Err(Conflict(transfer::GONE.into()));
+            }
+            if t.download.is_some() {
+                return Err(Conflict("this task already downloads".into()));
+            }
+            if t.status == transfer::TaskStatus::Paused {
+                return Err(Conflict(transfer::PAUSED.into()));
+            }
+            t.download = Some(set.clone());
+            Ok(t)
+        })
+        .await;
+    match moved {
+        Ok(_) => {}
+        Err(StoreError::Conflict(Conflict(why))) if why == transfer::GONE => {
+            return Err(gone(&task_id));
+        }
+        Err(StoreError::NotFound) => return Err(gone(&task_id)),
+        Err(StoreError::Conflict(Conflict(why))) => return Err(conflict(&why)),
+        Err(e) => return Err(e.into()),
+    }
+    s.queue
+        .send(&TransferMessage::BuildZip {
+            task_id: task_id.clone(),
+        })
+        .await
+        .map_err(ApiError::internal)?;
+    tracing::info!(task_id = %task_id, files = download.files_total, "zip download started");
+    Ok((StatusCode::ACCEPTED, Json(progress(&task_id, &download))).into_response())
 }
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
 //! api-transfers: user accounts, transfer tasks (create, pause, resume, abort, list) and their files
-//! (upload, list, delete by filter). Zip downloads are not built yet.
+//! (upload, list, delete by filter, zip downloads built by worker-transfer).
 
 mod files;
 mod routes;

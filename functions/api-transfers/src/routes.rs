@@ -9,19 +9,20 @@
 //! - `PUT /upload_file/{task_id}`, `GET /files`, `DELETE /delete_file/{task_id}`: see [`crate::files`].
 //! - `GET /users/me`: the caller's own profile, never its password hash.
 
-use axum::extract::{FromRef, FromRequestParts, Path, State};
+use axum::extract::{DefaultBodyLimit, FromRef, FromRequestParts, Path, State};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
 use ferry_shared::auth::{self, Tokens};
-use ferry_shared::domain::transfer::{self, Control, Task};
+use ferry_shared::domain::transfer::{self, Control, Task, task_meta};
 use ferry_shared::domain::user::User;
 use ferry_shared::domain::{Conflict, new_id, now_rfc3339};
 use ferry_shared::http::{ApiError, JsonBody, PageQuery, QueryParams};
-use ferry_shared::keys::{IndexKey, Key, Listing};
+use ferry_shared::keys::{Key, Listing};
+use ferry_shared::messages::TransferMessage;
 use ferry_shared::queue::Queue;
-use ferry_shared::store::{Meta, Store, StoreError};
+use ferry_shared::store::{Store, StoreError};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -30,7 +31,6 @@ use std::sync::Arc;
 pub struct AppState {
     pub store: Store,
     pub tokens: Arc<Tokens>,
-    #[allow(dead_code)] // for the zip downloads' worker, not built yet
     pub queue: Queue,
     pub s3: aws_sdk_s3::Client,
     pub bucket: Arc<str>,
@@ -59,9 +59,14 @@ pub fn router(state: AppState) -> Router {
                 "/abort_task/{task_id}",
                 post(|s: State<AppState>, c: Caller, p: Path<String>| act(s, c, p, Control::Abort)),
             )
-            .route("/upload_file/{task_id}", put(crate::files::upload_file))
+            // Lambda's payload limit is the bound; axum's own 2 MB default would cut uploads short.
+            .route(
+                "/upload_file/{task_id}",
+                put(crate::files::upload_file).layer(DefaultBodyLimit::max(6 * 1024 * 1024)),
+            )
             .route("/files", get(crate::files::list_files))
             .route("/delete_file/{task_id}", delete(crate::files::delete_files))
+            .route("/download_file/{task_id}", get(crate::files::download_file))
             .with_state(state),
     )
 }
@@ -205,13 +210,6 @@ pub(crate) async fn load(store: &Store, caller: &str, task_id: &str) -> Result<T
     task.ok_or_else(|| gone(task_id))
 }
 
-pub(crate) fn task_meta(t: &Task) -> Meta {
-    Meta {
-        index: Some(IndexKey::task(&t.owner, &t.created_at, &t.task_id)),
-        expires_at: Some(t.lives_until),
-    }
-}
-
 async fn create_task(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -274,6 +272,21 @@ async fn act(
         .await;
     match moved {
         Ok(t) => {
+            // A zip build waits while paused: a resume sends it on; an abort sends it to clean up.
+            let building = t
+                .value
+                .download
+                .as_ref()
+                .is_some_and(|d| d.status == transfer::DownloadStatus::Building);
+            if building && control != Control::Pause {
+                state
+                    .queue
+                    .send(&TransferMessage::BuildZip {
+                        task_id: task_id.to_string(),
+                    })
+                    .await
+                    .map_err(ApiError::internal)?;
+            }
             let message = match control {
                 Control::Pause => "Task paused",
                 Control::Resume => "Task resumed",

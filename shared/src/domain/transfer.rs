@@ -71,6 +71,80 @@ pub struct Task {
     /// The file uploaded through this task (a task carries one upload, as in the original).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub uploaded: Option<String>,
+    /// The zip download this task builds (a task carries one upload or one download).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub download: Option<Download>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum DownloadStatus {
+    Building,
+    Ready,
+    Failed,
+}
+
+/// A zip of the account's files matching a filter, built by worker-transfer into the data bucket.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Download {
+    pub status: DownloadStatus,
+    /// The filter as asked (`filename` pattern, `from_date`, `to_date`): a later request for the same
+    /// task must ask the same.
+    pub filename: Option<String>,
+    pub from_date: Option<String>,
+    pub to_date: Option<String>,
+    pub files_total: u64,
+    pub bytes_total: u64,
+    pub files_done: u64,
+    pub bytes_done: u64,
+    /// Files that were deleted after the selection was made (left out of the zip).
+    #[serde(default)]
+    pub files_missing: u64,
+    /// Where the finished zip is (data bucket).
+    pub zip_key: String,
+    pub zip_size: Option<u64>,
+    pub error: Option<String>,
+    /// A worker slice holds the build until then (unix ms); another delivery leaves it alone.
+    pub lease_until_ms: Option<i64>,
+    pub started_at: String,
+    pub finished_at: Option<String>,
+}
+
+/// One file of a download's selection, fixed when the download is asked for.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Selected {
+    pub name: String,
+    pub s3_key: String,
+    pub size: u64,
+    pub uploaded_at: String,
+}
+
+/// How a task item is stored besides its value: listed under its owner, removed by TTL after expiry.
+#[cfg(feature = "dynamo")]
+pub fn task_meta(t: &Task) -> crate::store::Meta {
+    crate::store::Meta {
+        index: Some(crate::keys::IndexKey::task(
+            &t.owner,
+            &t.created_at,
+            &t.task_id,
+        )),
+        expires_at: Some(t.lives_until),
+    }
+}
+
+/// The data bucket prefix of one task's download: the zip, and the build's checkpoint beside it.
+pub fn download_prefix(owner: &str, task_id: &str) -> String {
+    format!("transfers/{owner}/downloads/{task_id}")
+}
+
+/// Where a download's selection is kept while it builds (written by the API, read by the worker).
+pub fn selection_key(owner: &str, task_id: &str) -> String {
+    format!("{}/selection.json", download_prefix(owner, task_id))
+}
+
+/// Where a download's finished zip is.
+pub fn zip_key(owner: &str, task_id: &str) -> String {
+    format!("{}.zip", download_prefix(owner, task_id))
 }
 
 /// What a caller asks of a task.
@@ -91,6 +165,7 @@ impl Task {
             updated_at: now.to_string(),
             lives_until: now_unix + TASK_TTL_SECS,
             uploaded: None,
+            download: None,
         }
     }
 
@@ -105,6 +180,9 @@ impl Task {
         }
         if let Some(done) = &self.uploaded {
             return Err(Conflict(format!("this task already uploaded {done}")));
+        }
+        if self.download.is_some() {
+            return Err(Conflict("this task is a download".into()));
         }
         Ok(Task {
             uploaded: Some(file.to_string()),
