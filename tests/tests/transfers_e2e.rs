@@ -724,3 +724,152 @@ async fn a_paused_download_stands_still_resumes_to_a_whole_zip_and_an_abort_remo
     )
     .await;
 }
+
+/// A Bearer-free JSON POST with Basic credentials.
+async fn basic_json(path: &str, who: (&str, &str), body: Value) -> (u16, Value) {
+    call(
+        http()
+            .post(format!("{}{path}", base_url()))
+            .basic_auth(who.0, Some(who.1))
+            .json(&body),
+    )
+    .await
+}
+
+/// PUTs the parts whose URLs `plan` hands out, straight to the data bucket.
+async fn put_parts(plan: &Value, file: &[u8], part_size: usize, only: Option<&[u64]>) {
+    for u in plan["urls"].as_array().unwrap() {
+        let n = u["part_number"].as_u64().unwrap();
+        if only.is_some_and(|o| !o.contains(&n)) {
+            continue;
+        }
+        let start = (n as usize - 1) * part_size;
+        let end = (start + part_size).min(file.len());
+        let resp = http()
+            .put(u["url"].as_str().unwrap())
+            .body(file[start..end].to_vec())
+            .send()
+            .await
+            .unwrap();
+        assert!(resp.status().is_success(), "part {n}: {}", resp.status());
+    }
+}
+
+#[tokio::test]
+async fn an_upload_in_parts_pauses_resumes_without_resending_and_an_abort_drops_its_parts() {
+    let (e, pw, task) = account_with_task().await;
+    let who = (e.as_str(), pw.as_str());
+    let mib = 1024 * 1024;
+    let file: Vec<u8> = (0..(12 * mib + 12_345))
+        .map(|i| (i * 13 % 256) as u8)
+        .collect();
+    let (s, b) = basic_json(
+        &format!("/upload_file/{task}/multipart"),
+        who,
+        json!({"filename": "big.bin", "size": file.len(), "part_size": 5 * mib}),
+    )
+    .await;
+    assert_eq!(s, 201, "{b}");
+    assert_eq!(b["parts"], 3);
+    // Bad requests name their field.
+    let (_, t2) = basic("POST", "/create_task", who).await;
+    let t2 = t2["task_id"].as_str().unwrap().to_string();
+    for (body, field) in [
+        (json!({"filename": "../x", "size": 10}), "filename"),
+        (json!({"filename": "x", "size": 0}), "size"),
+        (
+            json!({"filename": "x", "size": 100 * mib, "part_size": 1024}),
+            "part_size",
+        ),
+    ] {
+        let (s, b) = basic_json(&format!("/upload_file/{t2}/multipart"), who, body).await;
+        assert_eq!((s, b["error"]["field"].clone()), (400, json!(field)), "{b}");
+    }
+
+    // Part 1, then a pause: no URLs and no completion while paused.
+    let (s, plan) = basic("GET", &format!("/upload_file/{task}/parts"), who).await;
+    assert_eq!(s, 200, "{plan}");
+    assert_eq!(plan["parts_missing"], json!([1, 2, 3]));
+    put_parts(&plan, &file, 5 * mib, Some(&[1])).await;
+    assert_eq!(
+        basic("POST", &format!("/pause_task/{task}"), who).await.0,
+        200
+    );
+    let (s, b) = basic("GET", &format!("/upload_file/{task}/parts"), who).await;
+    assert_eq!(
+        (s, b["detail"].clone()),
+        (409, json!("task is paused")),
+        "{b}"
+    );
+    assert_eq!(
+        basic("POST", &format!("/upload_file/{task}/complete"), who)
+            .await
+            .0,
+        409
+    );
+
+    // Resumed: S3 kept part 1, so only 2 and 3 are handed out and sent.
+    assert_eq!(
+        basic("POST", &format!("/resume_task/{task}"), who).await.0,
+        200
+    );
+    let (_, plan) = basic("GET", &format!("/upload_file/{task}/parts"), who).await;
+    assert_eq!(plan["parts_done"], json!([1]), "{plan}");
+    assert_eq!(plan["parts_missing"], json!([2, 3]));
+    assert_eq!(plan["bytes_done"], 5 * mib);
+    let urls: Vec<u64> = plan["urls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["part_number"].as_u64().unwrap())
+        .collect();
+    assert_eq!(urls, [2, 3]);
+    put_parts(&plan, &file, 5 * mib, Some(&[2])).await;
+    let (s, b) = basic("POST", &format!("/upload_file/{task}/complete"), who).await;
+    assert_eq!((s, b["parts_missing"].clone()), (409, json!([3])), "{b}");
+    put_parts(&plan, &file, 5 * mib, Some(&[3])).await;
+    let (s, b) = basic("POST", &format!("/upload_file/{task}/complete"), who).await;
+    assert_eq!(s, 201, "{b}");
+    assert_eq!(b["file"]["size"], file.len());
+    let stored = data_object(&format!("transfers/{e}/files/big.bin"))
+        .await
+        .unwrap();
+    assert_eq!(stored.len(), file.len(), "no byte twice");
+    assert!(stored == file, "byte-identical");
+    let (_, b) = basic("GET", "/files?filename=big", who).await;
+    assert_eq!(b["count"], 1, "{b}");
+
+    // Abort: the parts already sent are dropped with the upload.
+    let (_, t) = basic("POST", "/create_task", who).await;
+    let t = t["task_id"].as_str().unwrap().to_string();
+    let (s, _) = basic_json(
+        &format!("/upload_file/{t}/multipart"),
+        who,
+        json!({"filename": "dropped.bin", "size": 6 * mib}),
+    )
+    .await;
+    assert_eq!(s, 201);
+    let (_, plan) = basic("GET", &format!("/upload_file/{t}/parts"), who).await;
+    put_parts(&plan, &file[..6 * mib], 8 * mib, None).await;
+    assert_eq!(basic("POST", &format!("/abort_task/{t}"), who).await.0, 200);
+    let s3 = ferry_shared::aws::s3_client(&ferry_tests::aws().await);
+    let uploads = s3
+        .list_multipart_uploads()
+        .bucket(ferry_tests::env("DATA_BUCKET"))
+        .prefix(format!("transfers/{e}/files/dropped.bin"))
+        .send()
+        .await
+        .unwrap();
+    assert!(uploads.uploads().is_empty(), "{:?}", uploads.uploads());
+    assert!(
+        data_object(&format!("transfers/{e}/files/dropped.bin"))
+            .await
+            .is_none()
+    );
+    assert_eq!(
+        basic("GET", &format!("/upload_file/{t}/parts"), who)
+            .await
+            .0,
+        404
+    );
+}

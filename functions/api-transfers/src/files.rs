@@ -44,14 +44,14 @@ pub struct UploadQuery {
     filename: Option<String>,
 }
 
-fn conflict(why: &str) -> ApiError {
+pub(crate) fn conflict(why: &str) -> ApiError {
     ApiError::conflict(why.to_string())
         .field("task_id")
         .with("detail", json!(why))
 }
 
 /// A running task of the caller's, else 404 (gone) or 409 (paused).
-async fn running(s: &AppState, caller: &str, task_id: &str) -> Result<Task, ApiError> {
+pub(crate) async fn running(s: &AppState, caller: &str, task_id: &str) -> Result<Task, ApiError> {
     let task = load(&s.store, caller, task_id).await?;
     if task.status == transfer::TaskStatus::Paused {
         return Err(conflict(transfer::PAUSED));
@@ -108,7 +108,7 @@ async fn upload_body(
     Ok((name, content_type, body))
 }
 
-fn file_view(f: &StoredFile) -> Value {
+pub(crate) fn file_view(f: &StoredFile) -> Value {
     json!({
         "filename": f.name,
         "size": f.size,
@@ -131,6 +131,9 @@ pub async fn upload_file(
     let task = running(&s, &caller, &task_id).await?;
     if let Some(done) = &task.uploaded {
         return Err(conflict(&format!("this task already uploaded {done}")));
+    }
+    if task.multipart.is_some() {
+        return Err(conflict("this task has an upload in parts under way"));
     }
     let (name, content_type, bytes) = upload_body(&headers, &query, body).await?;
     transfer::check_filename(&name).map_err(|rule| ApiError::invalid("filename", rule))?;
@@ -190,7 +193,7 @@ pub async fn upload_file(
 }
 
 /// Writes the file's record, replacing an earlier upload of the same name.
-async fn put_record(s: &AppState, file: &StoredFile) -> Result<(), ApiError> {
+pub(crate) async fn put_record(s: &AppState, file: &StoredFile) -> Result<(), ApiError> {
     let key = Key::transfer_file(&file.owner, &file.name);
     match s.store.create(&key, &Meta::default(), file).await {
         Ok(()) => Ok(()),
@@ -494,7 +497,7 @@ async fn start_download(
     asked: (Option<String>, Option<String>, Option<String>),
 ) -> Result<Response, ApiError> {
     let task_id = task.task_id.clone();
-    if task.uploaded.is_some() {
+    if task.uploaded.is_some() || task.multipart.is_some() {
         return Err(conflict("this task is an upload: use a new task"));
     }
     if task.status == transfer::TaskStatus::Paused {

@@ -3,6 +3,7 @@
 
 mod files;
 mod routes;
+mod uploads;
 
 use ferry_shared::config::{self, ConfigError};
 

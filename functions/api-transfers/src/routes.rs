@@ -6,7 +6,8 @@
 //! - `POST /create_task`; `GET /tasks`, `GET /tasks/{task_id}`; `POST /pause_task/{task_id}`,
 //!   `/resume_task/{task_id}`, `/abort_task/{task_id}`: 409 "already paused" / "already running", 404
 //!   for an aborted, expired (24 h), unknown or someone else's task.
-//! - `PUT /upload_file/{task_id}`, `GET /files`, `DELETE /delete_file/{task_id}`: see [`crate::files`].
+//! - `PUT /upload_file/{task_id}`, `GET /files`, `DELETE /delete_file/{task_id}`, `GET
+//!   /download_file/{task_id}`: see [`crate::files`]; uploads in parts: see [`crate::uploads`].
 //! - `GET /users/me`: the caller's own profile, never its password hash.
 
 use axum::extract::{DefaultBodyLimit, FromRef, FromRequestParts, Path, State};
@@ -63,6 +64,15 @@ pub fn router(state: AppState) -> Router {
             .route(
                 "/upload_file/{task_id}",
                 put(crate::files::upload_file).layer(DefaultBodyLimit::max(6 * 1024 * 1024)),
+            )
+            .route(
+                "/upload_file/{task_id}/multipart",
+                post(crate::uploads::start),
+            )
+            .route("/upload_file/{task_id}/parts", get(crate::uploads::parts))
+            .route(
+                "/upload_file/{task_id}/complete",
+                post(crate::uploads::complete),
             )
             .route("/files", get(crate::files::list_files))
             .route("/delete_file/{task_id}", delete(crate::files::delete_files))
@@ -278,6 +288,12 @@ async fn act(
                 .download
                 .as_ref()
                 .is_some_and(|d| d.status == transfer::DownloadStatus::Building);
+            if control == Control::Abort
+                && let Some(m) = &t.value.multipart
+            {
+                let key = transfer::file_key(&t.value.owner, &m.filename);
+                crate::uploads::abort_upload(&state, &key, &m.upload_id).await;
+            }
             if building && control != Control::Pause {
                 state
                     .queue

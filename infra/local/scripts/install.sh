@@ -56,6 +56,10 @@ install_mariadb() {
 # S3 fill: a quarter of its busy time in werkzeug's access log, which every request thread writes under
 # one lock, and a tenth listing moto's package directory again to route the request). The access log
 # stays available with FERRY_MOTO_ACCESS_LOG=1. Rewritten on every install: it holds no repo path.
+# One fix of moto's S3 answers: moto 5.2 names the root element of a ListParts answer
+# `ListPartsResponse`, where S3 says `ListPartsResult` (botocore's model does not name the root, so
+# moto falls back to `<Operation>Response`); botocore does not look, the Rust SDK refuses the answer.
+# The launcher renames that root, as S3 names it.
 write_moto_launcher() {
   local venv="$1" out="$FERRY_CACHE/bin/moto_server"
   rm -f "$out"
@@ -71,6 +75,26 @@ if os.environ.get("FERRY_MOTO_ACCESS_LOG") != "1":
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
 _MODULES = tuple(moto.backends.list_of_moto_modules())
 moto.backends.list_of_moto_modules = lambda: _MODULES
+
+from moto.core import serialize as _serialize
+
+_s3_answer = _serialize.S3Serializer._serialized_result_to_response
+
+
+_S3_ROOTS = {"ListParts": "ListPartsResult"}
+
+
+def _s3_answer_with_its_root(self, resp, result, shape, serialized_result):
+    resp = _s3_answer(self, resp, result, shape, serialized_result)
+    root = _S3_ROOTS.get(self.operation_model.name)
+    wrong = f"{self.operation_model.name}Response"
+    body = resp.get("body")
+    if root and isinstance(body, str) and f"<{wrong}" in body:
+        resp["body"] = body.replace(f"<{wrong}", f"<{root}", 1).replace(f"</{wrong}>", f"</{root}>", 1)
+    return resp
+
+
+_serialize.S3Serializer._serialized_result_to_response = _s3_answer_with_its_root
 
 from moto.server import main
 

@@ -74,6 +74,66 @@ pub struct Task {
     /// The zip download this task builds (a task carries one upload or one download).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub download: Option<Download>,
+    /// A large upload in parts, under way (cleared when it completes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub multipart: Option<MultipartUpload>,
+}
+
+/// S3's bounds on a multipart upload's parts.
+pub const MIN_PART: u64 = 5 * 1024 * 1024;
+pub const MAX_PART: u64 = 5 * 1024 * 1024 * 1024;
+pub const MAX_PARTS: u64 = 10_000;
+/// The part size when none is asked for.
+pub const DEFAULT_PART: u64 = 8 * 1024 * 1024;
+
+/// A file uploaded in parts straight to the data bucket through presigned part URLs: the way past
+/// Lambda's 6 MB payload, and what makes an upload pause and resume (part URLs are handed out only
+/// while the task runs; S3 keeps the parts already sent, so a resumed upload sends only the others).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct MultipartUpload {
+    pub filename: String,
+    pub size: u64,
+    pub part_size: u64,
+    pub upload_id: String,
+    pub content_type: String,
+    pub started_at: String,
+}
+
+impl MultipartUpload {
+    pub fn parts(&self) -> u64 {
+        self.size.div_ceil(self.part_size).max(1)
+    }
+
+    /// The length part `n` (1-based) must have.
+    pub fn part_len(&self, n: u64) -> u64 {
+        let start = (n - 1) * self.part_size;
+        self.size.saturating_sub(start).min(self.part_size)
+    }
+}
+
+/// Checks a multipart upload's size and part size: the part size within S3's bounds and at most
+/// 10,000 parts. Returns the part size to use, or the field and the rule it breaks.
+pub fn check_parts(size: u64, part_size: Option<u64>) -> Result<u64, (&'static str, String)> {
+    if size == 0 || size > MAX_PART * MAX_PARTS {
+        return Err((
+            "size",
+            "must be between 1 byte and 5 TiB (uploads under 6 MB can be one PUT)".into(),
+        ));
+    }
+    let part = part_size.unwrap_or_else(|| DEFAULT_PART.max(size.div_ceil(MAX_PARTS)));
+    if !(MIN_PART..=MAX_PART).contains(&part) {
+        return Err((
+            "part_size",
+            format!("must be between {MIN_PART} and {MAX_PART} bytes"),
+        ));
+    }
+    if size.div_ceil(part) > MAX_PARTS {
+        return Err((
+            "part_size",
+            format!("must split size into at most {MAX_PARTS} parts"),
+        ));
+    }
+    Ok(part)
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -166,6 +226,7 @@ impl Task {
             lives_until: now_unix + TASK_TTL_SECS,
             uploaded: None,
             download: None,
+            multipart: None,
         }
     }
 
@@ -186,6 +247,7 @@ impl Task {
         }
         Ok(Task {
             uploaded: Some(file.to_string()),
+            multipart: None,
             updated_at: now.to_string(),
             ..self.clone()
         })
@@ -277,6 +339,33 @@ mod tests {
         let a = t.apply(Control::Abort, "t1", 1_001).unwrap();
         assert_eq!(a.upload("a.txt", "t2", 1_002).unwrap_err().0, GONE);
         assert_eq!(t.upload("a.txt", "t", t.lives_until).unwrap_err().0, GONE);
+    }
+
+    #[test]
+    fn multipart_uploads_split_into_bounded_parts() {
+        let mib = 1024 * 1024;
+        assert_eq!(check_parts(20 * mib, None), Ok(DEFAULT_PART));
+        assert_eq!(check_parts(20 * mib, Some(5 * mib)), Ok(5 * mib));
+        assert_eq!(check_parts(20 * mib, Some(mib)).unwrap_err().0, "part_size");
+        assert_eq!(check_parts(0, None).unwrap_err().0, "size");
+        // A size too big for 10,000 default parts gets bigger parts.
+        let big = 200_000 * mib;
+        let p = check_parts(big, None).unwrap();
+        assert!(big.div_ceil(p) <= MAX_PARTS && p >= DEFAULT_PART);
+        assert_eq!(check_parts(big, Some(5 * mib)).unwrap_err().0, "part_size");
+        let m = MultipartUpload {
+            filename: "f".into(),
+            size: 12 * mib + 3,
+            part_size: 5 * mib,
+            upload_id: "u".into(),
+            content_type: "x".into(),
+            started_at: "t".into(),
+        };
+        assert_eq!(m.parts(), 3);
+        assert_eq!(
+            (m.part_len(1), m.part_len(2), m.part_len(3)),
+            (5 * mib, 5 * mib, 2 * mib + 3)
+        );
     }
 
     #[test]
