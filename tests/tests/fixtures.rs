@@ -60,6 +60,7 @@ fn expected(file: &str) -> Value {
         "api-events-query.json": 401,            // a query needs a token
         "api-transfers-me.json": 401,
         "api-transfers-pause-task.json": 401,    // Basic credentials of no account
+        "api-transfers-download-file.json": 401, // the same, on a zip download
         "worker-sync-start-run.json": [],        // unknown job: permanent, acknowledged
         "worker-loader-tick.json": [],           // unknown loader: permanent, acknowledged
         "worker-loader-s3-tick.json": [],        // the same in the S3 loader worker

@@ -623,6 +623,28 @@ async fn a_download_zips_the_matching_uploads_and_refuses_a_second_selection() {
         (json!(3), json!(12_000_000))
     );
 
+    // The task shows what it carries, and the zip is tagged for the bucket's expiry rule.
+    let (_, tv) = basic("GET", &format!("/tasks/{t}"), who).await;
+    assert_eq!(
+        (tv["kind"].clone(), tv["download"]["status"].clone()),
+        (json!("download"), json!("ready")),
+        "{tv}"
+    );
+    let s3 = ferry_shared::aws::s3_client(&ferry_tests::aws().await);
+    let tags = s3
+        .get_object_tagging()
+        .bucket(ferry_tests::env("DATA_BUCKET"))
+        .key(format!("transfers/{e}/downloads/{t}.zip"))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        tags.tag_set()
+            .iter()
+            .any(|t| t.key() == "ferry-kind" && t.value() == "transfer-download"),
+        "{:?}",
+        tags.tag_set()
+    );
     // An upload task does not download, and a paused task does not start one.
     let (_, t) = basic("POST", "/create_task", who).await;
     let t = t["task_id"].as_str().unwrap().to_string();

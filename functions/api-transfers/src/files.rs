@@ -516,6 +516,7 @@ async fn start_download(
     s.s3.put_object()
         .bucket(&*s.bucket)
         .key(transfer::selection_key(caller, &task_id))
+        .tagging(transfer::DOWNLOAD_TAGGING)
         .body(
             serde_json::to_vec(&selection)
                 .map_err(ApiError::internal)?

@@ -193,12 +193,28 @@ pub(crate) fn unix_now() -> i64 {
 fn view(t: &Task) -> Value {
     let expires = chrono::DateTime::from_timestamp(t.lives_until, 0)
         .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+    let kind = if t.uploaded.is_some() || t.multipart.is_some() {
+        Some("upload")
+    } else if t.download.is_some() {
+        Some("download")
+    } else {
+        None
+    };
     json!({
         "task_id": t.task_id,
         "status": t.status,
         "created_at": t.created_at,
         "updated_at": t.updated_at,
         "expires_at": expires,
+        "kind": kind,
+        "uploaded": t.uploaded,
+        "upload_in_parts": t.multipart.as_ref().map(|m| json!({
+            "filename": m.filename, "size": m.size, "part_size": m.part_size, "parts": m.parts(),
+        })),
+        "download": t.download.as_ref().map(|d| json!({
+            "status": d.status, "files_total": d.files_total, "files_done": d.files_done,
+            "bytes_total": d.bytes_total, "bytes_done": d.bytes_done, "zip_size": d.zip_size,
+        })),
     })
 }
 

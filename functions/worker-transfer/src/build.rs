@@ -104,6 +104,7 @@ impl Sink<'_> {
                     .create_multipart_upload()
                     .bucket(&self.ctx.bucket)
                     .key(&self.key)
+                    .tagging(transfer::DOWNLOAD_TAGGING)
                     .content_type("application/zip")
                     .send()
                     .await
@@ -454,6 +455,7 @@ async fn save(
             .put_object()
             .bucket(&ctx.bucket)
             .key(&key)
+            .tagging(transfer::DOWNLOAD_TAGGING)
             .body(ByteStream::from(sink.buf.clone()))
             .send()
             .await
@@ -465,6 +467,7 @@ async fn save(
         .put_object()
         .bucket(&ctx.bucket)
         .key(checkpoint_key(owner, task_id))
+        .tagging(transfer::DOWNLOAD_TAGGING)
         .body(ByteStream::from(state))
         .send()
         .await
@@ -498,6 +501,7 @@ async fn finish(
                 .put_object()
                 .bucket(&ctx.bucket)
                 .key(&key)
+                .tagging(transfer::DOWNLOAD_TAGGING)
                 .content_type("application/zip")
                 .body(ByteStream::from(std::mem::take(&mut sink.buf)))
                 .send()

@@ -197,6 +197,10 @@ pub fn download_prefix(owner: &str, task_id: &str) -> String {
     format!("transfers/{owner}/downloads/{task_id}")
 }
 
+/// The tag on every object a download writes (the zip, its checkpoint, tail and selection): the data
+/// bucket's lifecycle rule expires them after the task has (tasks live 24 h).
+pub const DOWNLOAD_TAGGING: &str = "ferry-kind=transfer-download";
+
 /// Where a download's selection is kept while it builds (written by the API, read by the worker).
 pub fn selection_key(owner: &str, task_id: &str) -> String {
     format!("{}/selection.json", download_prefix(owner, task_id))
