@@ -45,7 +45,7 @@ REPEAT = int(os.environ.get("BENCH_REPEAT", "2"))
 ONLY = os.environ.get("BENCH_ONLY", "")  # "bucket" or "foreign": one scenario
 TOOLS = [t for t in os.environ.get("BENCH_TOOLS", "").split(",") if t]  # e.g. "ferry": only those
 MOTO = os.environ["AWS_ENDPOINT_URL"]
-WATCH = os.environ.get("FERRY_API_URL", "http://127.0.0.1:9000")
+API = os.environ.get("FERRY_API_URL", "http://127.0.0.1:9000")
 CACHE = os.environ.get("FERRY_CACHE", os.path.expanduser("~/.cache/ferry"))
 AWS = os.path.join(CACHE, "venv-awscli", "bin", "aws")
 FERRY_LOCAL = os.path.join(os.environ.get("CARGO_TARGET_DIR", "target"), "debug", "ferry-local")
@@ -81,7 +81,7 @@ def count(s3, bucket):
 
 
 def http(method, path, body=None, token=None):
-    req = urllib.request.Request(WATCH + path, method=method,
+    req = urllib.request.Request(API + path, method=method,
                                  data=json.dumps(body).encode() if body is not None else None)
     req.add_header("content-type", "application/json")
     if token:
