@@ -397,3 +397,87 @@ async fn init_error(body: Bytes) -> StatusCode {
     );
     StatusCode::ACCEPTED
 }
+
+/// A REAL worker binary under a [`LambdaHost`] of its own, fed from `queue_url` by ferry-local's SQS
+/// loop (one poll loop, `batch_size` messages an invocation), with `env` on top of the test's own
+/// environment (e.g. its queue URL, so its own messages go to that queue).
+pub struct HostedWorker {
+    pub host: LambdaHost,
+    pump: tokio::task::JoinHandle<()>,
+    stop: tokio::sync::watch::Sender<bool>,
+    pub log: PathBuf,
+}
+
+impl HostedWorker {
+    pub async fn start(
+        sqs: &aws_sdk_sqs::Client,
+        queue_url: &str,
+        function: &str,
+        name: &str,
+        env: Vec<(String, String)>,
+        batch_size: u32,
+    ) -> HostedWorker {
+        let queue_arn = ferry_local::pump::sqs::queue_arn(sqs, queue_url)
+            .await
+            .unwrap();
+        let target = std::env::var("CARGO_TARGET_DIR")
+            .unwrap_or_else(|_| format!("{}/target", crate::env("FERRY_ROOT")));
+        let log: PathBuf = format!("{}/logs/{name}.log", crate::env("FERRY_STATE_DIR")).into();
+        let _ = std::fs::remove_file(&log);
+        let host = LambdaHost::start(FunctionSpec {
+            name: function.into(),
+            binary: format!("{target}/debug/{function}").into(),
+            env,
+            log: log.clone(),
+            timeout: Duration::from_secs(300),
+        })
+        .await;
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let pump = tokio::spawn(ferry_local::pump::sqs::run_source(
+            ferry_local::pump::sqs::SqsSource {
+                function: function.into(),
+                queue_url: queue_url.to_string(),
+                queue_arn,
+                batch_size,
+                report_batch_item_failures: true,
+                invoke_timeout: Duration::from_secs(330),
+                pollers: 1,
+            },
+            sqs.clone(),
+            ferry_local::pump::sqs::Invoker::new(&host.invoke_url).unwrap(),
+            ferry_local::pump::sqs::SqsLoopSettings {
+                wait_time_secs: 1,
+                retry_delay_secs: 0,
+                region: crate::env("AWS_REGION"),
+            },
+            stopped,
+        ));
+        HostedWorker {
+            host,
+            pump,
+            stop,
+            log,
+        }
+    }
+
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = self.pump.await;
+        drop(self.host);
+    }
+}
+
+/// A queue of the test's own (10 min visibility), for a [`HostedWorker`].
+pub async fn test_queue(sqs: &aws_sdk_sqs::Client, name: &str) -> String {
+    sqs.create_queue()
+        .queue_name(name)
+        .attributes(
+            aws_sdk_sqs::types::QueueAttributeName::VisibilityTimeout,
+            "600",
+        )
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap()
+}

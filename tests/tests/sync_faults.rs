@@ -6,7 +6,7 @@ mod sync_common;
 
 use ferry_shared::domain::sync::{ObjectRef, Side, Trigger};
 use ferry_shared::messages::SyncMessage;
-use ferry_tests::lambda_host::{FunctionSpec, LambdaHost};
+use ferry_tests::lambda_host::{HostedWorker, test_queue};
 use ferry_tests::{bucket, env, token};
 use serde_json::json;
 use std::time::{Duration, Instant};
@@ -116,70 +116,9 @@ async fn every_message_kind_delivered_twice_copies_and_counts_once() {
     assert_eq!(again["counts"], run["counts"]);
 }
 
-/// The REAL worker-sync binary under a [`LambdaHost`] of its own, fed from `queue_url` by ferry-local's
-/// SQS loop (one poll loop, `batch_size` messages an invocation), sending its own messages to that queue.
-struct HostedWorker {
-    host: LambdaHost,
-    pump: tokio::task::JoinHandle<()>,
-    stop: tokio::sync::watch::Sender<bool>,
-    log: std::path::PathBuf,
-}
-
-impl HostedWorker {
-    async fn start(
-        sqs: &aws_sdk_sqs::Client,
-        queue_url: &str,
-        name: &str,
-        batch_size: u32,
-    ) -> HostedWorker {
-        let queue_arn = ferry_local::pump::sqs::queue_arn(sqs, queue_url)
-            .await
-            .unwrap();
-        let target = std::env::var("CARGO_TARGET_DIR")
-            .unwrap_or_else(|_| format!("{}/target", env("FERRY_ROOT")));
-        let log: std::path::PathBuf = format!("{}/logs/{name}.log", env("FERRY_STATE_DIR")).into();
-        let _ = std::fs::remove_file(&log);
-        let host = LambdaHost::start(FunctionSpec {
-            name: "worker-sync".into(),
-            binary: format!("{target}/debug/worker-sync").into(),
-            env: vec![("SYNC_QUEUE_URL".into(), queue_url.to_string())],
-            log: log.clone(),
-            timeout: Duration::from_secs(300),
-        })
-        .await;
-        let (stop, stopped) = tokio::sync::watch::channel(false);
-        let pump = tokio::spawn(ferry_local::pump::sqs::run_source(
-            ferry_local::pump::sqs::SqsSource {
-                function: "worker-sync".into(),
-                queue_url: queue_url.to_string(),
-                queue_arn,
-                batch_size,
-                report_batch_item_failures: true,
-                invoke_timeout: Duration::from_secs(330),
-                pollers: 1,
-            },
-            sqs.clone(),
-            ferry_local::pump::sqs::Invoker::new(&host.invoke_url).unwrap(),
-            ferry_local::pump::sqs::SqsLoopSettings {
-                wait_time_secs: 1,
-                retry_delay_secs: 0,
-                region: env("AWS_REGION"),
-            },
-            stopped,
-        ));
-        HostedWorker {
-            host,
-            pump,
-            stop,
-            log,
-        }
-    }
-
-    async fn stop(self) {
-        let _ = self.stop.send(true);
-        let _ = self.pump.await;
-        drop(self.host);
-    }
+/// worker-sync's own environment: its continuations go to the test's queue.
+fn sync_env(queue_url: &str) -> Vec<(String, String)> {
+    vec![("SYNC_QUEUE_URL".into(), queue_url.to_string())]
 }
 
 /// Starts a run of `job` the way a schedule firing does (a StartRun on `queue`); its run id.
@@ -199,21 +138,6 @@ async fn start_scheduled_run(queue: &ferry_shared::queue::Queue, job: &str) -> S
             .and_then(|r| r["run_id"].as_str().map(String::from))
     })
     .await
-}
-
-/// A queue of the test's own (the workers' visibility timeout as in the template: long).
-async fn test_queue(sqs: &aws_sdk_sqs::Client, name: &str) -> String {
-    sqs.create_queue()
-        .queue_name(name)
-        .attributes(
-            aws_sdk_sqs::types::QueueAttributeName::VisibilityTimeout,
-            "600",
-        )
-        .send()
-        .await
-        .unwrap()
-        .queue_url
-        .unwrap()
 }
 
 /// Two instances (two worker-sync processes polling one queue) get the same object at the same time,
@@ -246,8 +170,24 @@ async fn two_instances_given_one_object_at_once_fetch_each_byte_once() {
     let sqs = aws_sdk_sqs::Client::new(&ferry_tests::aws().await);
     let queue_url = test_queue(&sqs, &format!("lease-sync-{}", &job[..8.min(job.len())])).await;
     // One message per invocation, so the two copies below go one to each instance.
-    let a = HostedWorker::start(&sqs, &queue_url, "lease-test-worker-a", 1).await;
-    let b = HostedWorker::start(&sqs, &queue_url, "lease-test-worker-b", 1).await;
+    let a = HostedWorker::start(
+        &sqs,
+        &queue_url,
+        "worker-sync",
+        "lease-test-worker-a",
+        sync_env(&queue_url),
+        1,
+    )
+    .await;
+    let b = HostedWorker::start(
+        &sqs,
+        &queue_url,
+        "worker-sync",
+        "lease-test-worker-b",
+        sync_env(&queue_url),
+        1,
+    )
+    .await;
     let queue = ferry_shared::queue::Queue::new(sqs.clone(), queue_url.clone());
     let run_id = start_scheduled_run(&queue, &job).await;
     // As soon as one instance copies the object, the same work goes out twice more.
@@ -356,7 +296,15 @@ async fn kill_9_during_multipart_copies_loses_at_most_one_chunk_per_kill() {
     // The worker's own queue, and the worker under the host.
     let sqs = aws_sdk_sqs::Client::new(&ferry_tests::aws().await);
     let queue_url = test_queue(&sqs, &format!("kill-sync-{}", &job[..8.min(job.len())])).await;
-    let worker = HostedWorker::start(&sqs, &queue_url, "kill-test-worker", 10).await;
+    let worker = HostedWorker::start(
+        &sqs,
+        &queue_url,
+        "worker-sync",
+        "kill-test-worker",
+        sync_env(&queue_url),
+        10,
+    )
+    .await;
     let host = &worker.host;
     let queue = ferry_shared::queue::Queue::new(sqs.clone(), queue_url.clone());
     let run_id = start_scheduled_run(&queue, &job).await;

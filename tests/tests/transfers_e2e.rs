@@ -895,3 +895,139 @@ async fn an_upload_in_parts_pauses_resumes_without_resending_and_an_abort_drops_
         404
     );
 }
+
+/// The REAL worker-transfer under a host of its own, fed from a queue of the test's: 1 s slices (so a
+/// 600-file build takes many slices, each going on from the last one's checkpoint and tail) and a 5 s
+/// lease; killed with SIGKILL in the middle of slices. The zip still holds every file once, byte for
+/// byte: a killed slice's parts are uploaded again under the same numbers from its last checkpoint.
+#[tokio::test]
+async fn a_zip_built_over_many_slices_and_killed_mid_slice_holds_every_file_once() {
+    use ferry_shared::domain::transfer::{self, Download, DownloadStatus, Selected, Task};
+    use ferry_tests::lambda_host::{HostedWorker, test_queue};
+    let (e, pw, _) = account_with_task().await;
+    let who = (e.as_str(), pw.as_str());
+    let files: Vec<(String, Vec<u8>)> = (0..600)
+        .map(|i| {
+            let bytes: Vec<u8> = (0..20_000u32)
+                .map(|j| ((i * 17 + j * 3) % 256) as u8)
+                .collect();
+            (format!("k{i:04}.bin"), bytes)
+        })
+        .collect();
+    seed_files(&e, &files).await;
+    let (_, t) = basic("POST", "/create_task", who).await;
+    let t = t["task_id"].as_str().unwrap().to_string();
+
+    // The download as the API starts it, minus its message (which would go to the stack's worker).
+    let s3 = ferry_shared::aws::s3_client(&ferry_tests::aws().await);
+    let bucket = ferry_tests::env("DATA_BUCKET");
+    let selection: Vec<Selected> = files
+        .iter()
+        .map(|(name, b)| Selected {
+            name: name.clone(),
+            s3_key: transfer::file_key(&e, name),
+            size: b.len() as u64,
+            uploaded_at: ferry_shared::domain::now_rfc3339(),
+        })
+        .collect();
+    s3.put_object()
+        .bucket(&bucket)
+        .key(transfer::selection_key(&e, &t))
+        .body(serde_json::to_vec(&selection).unwrap().into())
+        .send()
+        .await
+        .unwrap();
+    let building = Download {
+        status: DownloadStatus::Building,
+        filename: None,
+        from_date: None,
+        to_date: None,
+        files_total: 600,
+        bytes_total: 12_000_000,
+        files_done: 0,
+        bytes_done: 0,
+        files_missing: 0,
+        zip_key: transfer::zip_key(&e, &t),
+        zip_size: None,
+        error: None,
+        lease_until_ms: None,
+        started_at: ferry_shared::domain::now_rfc3339(),
+        finished_at: None,
+    };
+    store()
+        .await
+        .transition(&Key::task(&t), transfer::task_meta, |mut task: Task| {
+            task.download = Some(building.clone());
+            Ok(task)
+        })
+        .await
+        .unwrap();
+
+    let sqs = aws_sdk_sqs::Client::new(&ferry_tests::aws().await);
+    let queue_url = test_queue(&sqs, &format!("zip-{}", &t[..8])).await;
+    let env = vec![
+        ("TRANSFER_QUEUE_URL".to_string(), queue_url.clone()),
+        ("TRANSFER_SLICE_SECS".to_string(), "1".to_string()),
+        ("TRANSFER_LEASE_SECS".to_string(), "5".to_string()),
+    ];
+    let worker = HostedWorker::start(
+        &sqs,
+        &queue_url,
+        "worker-transfer",
+        "zip-kill-worker",
+        env,
+        1,
+    )
+    .await;
+    ferry_shared::queue::Queue::new(sqs.clone(), queue_url.clone())
+        .send(&ferry_shared::messages::TransferMessage::BuildZip { task_id: t.clone() })
+        .await
+        .unwrap();
+
+    // Progress is read from the task itself: a GET of the download would send a build whose slice
+    // died to the stack's own worker-transfer, and this test is about this worker alone.
+    let st = store().await;
+    let started = std::time::Instant::now();
+    let (mut kills, mut last_kill_done) = (0u64, 0u64);
+    loop {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(240),
+            "the build did not end ({kills} kills)"
+        );
+        let d = st
+            .get::<Task>(&Key::task(&t))
+            .await
+            .unwrap()
+            .unwrap()
+            .value
+            .download
+            .unwrap();
+        if d.status == DownloadStatus::Ready {
+            break;
+        }
+        assert_eq!(d.status, DownloadStatus::Building, "{d:?}");
+        // Two kills, each after the build has moved on since the last, at a point inside a slice.
+        if kills < 2 && d.files_done > last_kill_done && worker.host.busy() > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(200 + 250 * kills)).await;
+            if worker.host.busy() > 0 && worker.host.kill9().await.is_some() {
+                kills += 1;
+                last_kill_done = d.files_done;
+            }
+            worker.host.release();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let slices = worker.host.invocations();
+    worker.stop().await;
+    eprintln!("zip build: {kills} kills over {slices} invocations");
+    assert!(kills >= 1, "at least one slice was killed");
+    assert!(
+        slices >= 4,
+        "built over several slices ({slices} invocations)"
+    );
+    let got = unzip(zip_when_ready(who, &format!("/download_file/{t}")).await);
+    assert_eq!(got.len(), 600);
+    for (name, bytes) in &files {
+        assert_eq!(got.get(name), Some(bytes), "{name}: once, byte for byte");
+    }
+}

@@ -11,6 +11,9 @@
 //!   upload and its parts, and the bytes not yet uploaded (a tail object under a name of its own, so
 //!   an old checkpoint never points at a newer tail). A slice that dies after a checkpoint is redone
 //!   from it, and re-uploads the same part numbers with the same bytes: the zip holds every file once.
+//!   Before the upload is completed the checkpoint records that every part is up, so a slice that
+//!   dies between the completion and marking the download ready is followed by one that only
+//!   completes (S3 has forgotten the upload by then; the zip of the recorded size is there).
 
 use std::time::{Duration, Instant};
 
@@ -43,6 +46,9 @@ pub struct Ctx {
     pub queue: Queue,
     /// How long one slice works before it checkpoints and sends its continuation.
     pub slice: Duration,
+    /// How long a slice holds the build: the function's timeout, after which its holder is surely
+    /// gone (a slice checks its time only between files, so one big file can run past `slice`).
+    pub lease: Duration,
 }
 
 /// The archive's state between slices.
@@ -61,6 +67,9 @@ struct Checkpoint {
     files_done: u64,
     bytes_done: u64,
     missing: u64,
+    /// Set once every part is up: the zip's size, waiting only for the upload's completion.
+    #[serde(default)]
+    completing: Option<u64>,
 }
 
 fn checkpoint_key(owner: &str, task_id: &str) -> String {
@@ -168,8 +177,8 @@ pub async fn handle(ctx: &Ctx, task_id: &str) -> Result<(), WorkError> {
     if task.status == TaskStatus::Paused {
         return Ok(());
     }
-    // Claim the lease: the slice's budget and a margin.
-    let lease_ms = (ctx.slice + Duration::from_secs(60)).as_millis() as i64;
+    // Claim the lease.
+    let lease_ms = ctx.lease.as_millis() as i64;
     let claimed = ctx
         .store
         .transition(&Key::task(task_id), task_meta, |mut t: Task| {
@@ -285,6 +294,9 @@ async fn slice(ctx: &Ctx, owner: &str, task_id: &str) -> Result<(), WorkError> {
     let cp: Checkpoint = get_json(ctx, &checkpoint_key(owner, task_id))
         .await?
         .unwrap_or_default();
+    if let Some(size) = cp.completing {
+        return complete(ctx, owner, task_id, &cp, size, None).await;
+    }
     let buf = match &cp.tail_key {
         Some(k) => {
             let out = ctx
@@ -494,52 +506,85 @@ async fn finish(
     let cd = zipw::central_directory(&sink.cp.entries, sink.cp.offset);
     sink.write(&cd).await?;
     let size = sink.cp.offset;
-    let key = sink.key.clone();
-    match sink.cp.upload_id.clone() {
-        None => {
-            ctx.s3
-                .put_object()
-                .bucket(&ctx.bucket)
-                .key(&key)
-                .tagging(transfer::DOWNLOAD_TAGGING)
-                .content_type("application/zip")
-                .body(ByteStream::from(std::mem::take(&mut sink.buf)))
-                .send()
-                .await
-                .map_err(|e| retry(anyhow!("writing the zip: {e:?}")))?;
+    if sink.cp.upload_id.is_none() {
+        // Small enough for one PUT (idempotent: a slice dying after it writes the same bytes again).
+        ctx.s3
+            .put_object()
+            .bucket(&ctx.bucket)
+            .key(&sink.key)
+            .tagging(transfer::DOWNLOAD_TAGGING)
+            .content_type("application/zip")
+            .body(ByteStream::from(std::mem::take(&mut sink.buf)))
+            .send()
+            .await
+            .map_err(|e| retry(anyhow!("writing the zip: {e:?}")))?;
+    } else {
+        if !sink.buf.is_empty() {
+            let last = std::mem::take(&mut sink.buf);
+            sink.upload_part(last).await?;
         }
-        Some(upload_id) => {
-            if !sink.buf.is_empty() {
-                let last = std::mem::take(&mut sink.buf);
-                sink.upload_part(last).await?;
-            }
-            let parts: Vec<_> = sink
-                .cp
-                .parts
-                .iter()
-                .map(|(n, etag)| {
-                    aws_sdk_s3::types::CompletedPart::builder()
-                        .part_number(*n)
-                        .e_tag(etag)
-                        .build()
-                })
-                .collect();
-            ctx.s3
-                .complete_multipart_upload()
+        // Every part is up: the checkpoint says so before the upload is completed, so a slice dying
+        // between the completion and the download's Ready only completes again, never appends to an
+        // upload that no longer exists.
+        sink.cp.completing = Some(size);
+        save(ctx, owner, task_id, &mut sink, old_tail.clone()).await?;
+    }
+    complete(ctx, owner, task_id, &sink.cp, size, old_tail).await
+}
+
+/// Completes the multipart upload of a checkpoint whose parts are all up (again, if a slice died
+/// after doing it once: S3 then no longer knows the upload, and the zip of that size is there), marks
+/// the download ready and removes the build's state.
+async fn complete(
+    ctx: &Ctx,
+    owner: &str,
+    task_id: &str,
+    cp: &Checkpoint,
+    size: u64,
+    old_tail: Option<String>,
+) -> Result<(), WorkError> {
+    let key = zip_key(owner, task_id);
+    if let Some(upload_id) = &cp.upload_id {
+        let parts: Vec<_> = cp
+            .parts
+            .iter()
+            .map(|(n, etag)| {
+                aws_sdk_s3::types::CompletedPart::builder()
+                    .part_number(*n)
+                    .e_tag(etag)
+                    .build()
+            })
+            .collect();
+        let done = ctx
+            .s3
+            .complete_multipart_upload()
+            .bucket(&ctx.bucket)
+            .key(&key)
+            .upload_id(upload_id)
+            .multipart_upload(
+                aws_sdk_s3::types::CompletedMultipartUpload::builder()
+                    .set_parts(Some(parts))
+                    .build(),
+            )
+            .send()
+            .await;
+        if let Err(e) = done {
+            let there = ctx
+                .s3
+                .head_object()
                 .bucket(&ctx.bucket)
                 .key(&key)
-                .upload_id(&upload_id)
-                .multipart_upload(
-                    aws_sdk_s3::types::CompletedMultipartUpload::builder()
-                        .set_parts(Some(parts))
-                        .build(),
-                )
                 .send()
                 .await
-                .map_err(|e| retry(anyhow!("completing the zip: {e:?}")))?;
+                .ok()
+                .and_then(|h| h.content_length())
+                == Some(size as i64);
+            if !there {
+                return Err(retry(anyhow!("completing the zip: {e:?}")));
+            }
         }
     }
-    let (f, b, m) = (sink.cp.files_done, sink.cp.bytes_done, sink.cp.missing);
+    let (f, b, m) = (cp.files_done, cp.bytes_done, cp.missing);
     let now = now_rfc3339();
     set_download(ctx, task_id, |d| {
         d.status = DownloadStatus::Ready;
@@ -557,6 +602,7 @@ async fn finish(
         Some(checkpoint_key(owner, task_id)),
         Some(selection_key(owner, task_id)),
         old_tail,
+        cp.tail_key.clone(),
     ]
     .into_iter()
     .flatten()

@@ -15,6 +15,7 @@ struct Config {
     bucket: String,
     queue_url: String,
     slice_secs: u64,
+    lease_secs: u64,
 }
 
 impl Config {
@@ -24,6 +25,7 @@ impl Config {
             bucket: config::required("DATA_BUCKET")?,
             queue_url: config::required("TRANSFER_QUEUE_URL")?,
             slice_secs: config::parsed("TRANSFER_SLICE_SECS", 60u64)?,
+            lease_secs: config::parsed("TRANSFER_LEASE_SECS", 300u64)?,
         })
     }
 }
@@ -52,6 +54,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         bucket: config.bucket,
         queue: ferry_shared::queue::Queue::new(aws_sdk_sqs::Client::new(&aws), config.queue_url),
         slice: Duration::from_secs(config.slice_secs.max(1)),
+        lease: Duration::from_secs(config.lease_secs.max(config.slice_secs + 1)),
     });
     ferry_shared::worker::run(5, move |m, i| handle(ctx.clone(), m, i)).await
 }
