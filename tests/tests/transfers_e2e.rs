@@ -906,7 +906,9 @@ async fn a_zip_built_over_many_slices_and_killed_mid_slice_holds_every_file_once
     use ferry_tests::lambda_host::{HostedWorker, test_queue};
     let (e, pw, _) = account_with_task().await;
     let who = (e.as_str(), pw.as_str());
-    let files: Vec<(String, Vec<u8>)> = (0..600)
+    // 600 small files and one of 60 MB that no 1 s slice streams whole: it is left part-way and
+    // taken up again from its byte and CRC.
+    let mut files: Vec<(String, Vec<u8>)> = (0..600)
         .map(|i| {
             let bytes: Vec<u8> = (0..20_000u32)
                 .map(|j| ((i * 17 + j * 3) % 256) as u8)
@@ -914,6 +916,10 @@ async fn a_zip_built_over_many_slices_and_killed_mid_slice_holds_every_file_once
             (format!("k{i:04}.bin"), bytes)
         })
         .collect();
+    let big: Vec<u8> = (0..60_000_000u32)
+        .map(|j| (j.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
+    files.insert(300, ("k0299-big.bin".to_string(), big));
     seed_files(&e, &files).await;
     let (_, t) = basic("POST", "/create_task", who).await;
     let t = t["task_id"].as_str().unwrap().to_string();
@@ -942,8 +948,8 @@ async fn a_zip_built_over_many_slices_and_killed_mid_slice_holds_every_file_once
         filename: None,
         from_date: None,
         to_date: None,
-        files_total: 600,
-        bytes_total: 12_000_000,
+        files_total: files.len() as u64,
+        bytes_total: files.iter().map(|f| f.1.len() as u64).sum(),
         files_done: 0,
         bytes_done: 0,
         files_missing: 0,
@@ -1018,6 +1024,7 @@ async fn a_zip_built_over_many_slices_and_killed_mid_slice_holds_every_file_once
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     let slices = worker.host.invocations();
+    let log = worker.log.clone();
     worker.stop().await;
     eprintln!("zip build: {kills} kills over {slices} invocations");
     assert!(kills >= 1, "at least one slice was killed");
@@ -1025,8 +1032,13 @@ async fn a_zip_built_over_many_slices_and_killed_mid_slice_holds_every_file_once
         slices >= 4,
         "built over several slices ({slices} invocations)"
     );
+    let log = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        log.contains("slice ended mid-file"),
+        "the big file spanned slices"
+    );
     let got = unzip(zip_when_ready(who, &format!("/download_file/{t}")).await);
-    assert_eq!(got.len(), 600);
+    assert_eq!(got.len(), files.len());
     for (name, bytes) in &files {
         assert_eq!(got.get(name), Some(bytes), "{name}: once, byte for byte");
     }

@@ -6,7 +6,8 @@
 //!   until it ends, so two slices never write one archive.
 //! - Between files the task is read again: paused, the slice saves a checkpoint and stops (the
 //!   resume sends the build again); aborted or expired, it removes everything it wrote. At the end of
-//!   its time budget it saves a checkpoint and sends its own continuation.
+//!   its time budget, between files or inside one, it saves a checkpoint and sends its own
+//!   continuation; a file stopped part-way goes on from its byte and CRC-32 in the next slice.
 //! - A checkpoint is the archive's state as data: the files done, the ZIP entries, the multipart
 //!   upload and its parts, and the bytes not yet uploaded (a tail object under a name of its own, so
 //!   an old checkpoint never points at a newer tail). A slice that dies after a checkpoint is redone
@@ -70,6 +71,23 @@ struct Checkpoint {
     /// Set once every part is up: the zip's size, waiting only for the upload's completion.
     #[serde(default)]
     completing: Option<u64>,
+    /// The file a slice's time ran out in, and where it stands.
+    #[serde(default)]
+    partial: Option<Partial>,
+}
+
+/// A file written part-way: the next slice reads the rest (`Range`, `If-Match` its ETag) and goes on
+/// with the CRC-32 from here.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Partial {
+    size: u64,
+    written: u64,
+    crc: u32,
+    /// Offset of its local header.
+    offset: u64,
+    etag: String,
+    dos_time: u16,
+    dos_date: u16,
 }
 
 fn checkpoint_key(owner: &str, task_id: &str) -> String {
@@ -347,7 +365,9 @@ async fn slice(ctx: &Ctx, owner: &str, task_id: &str) -> Result<(), WorkError> {
             _ => break Stop::Gone,
         }
         let file = &files[sink.cp.next];
-        write_file(&mut sink, file).await?;
+        if !write_file(&mut sink, file, started + ctx.slice).await? {
+            break Stop::OutOfTime;
+        }
         sink.cp.next += 1;
         if last_progress.elapsed() >= PROGRESS_EVERY {
             last_progress = Instant::now();
@@ -393,33 +413,64 @@ async fn slice(ctx: &Ctx, owner: &str, task_id: &str) -> Result<(), WorkError> {
     }
 }
 
-/// One file into the archive: its local header, its bytes (CRC-32 on the way), its descriptor.
-async fn write_file(sink: &mut Sink<'_>, file: &Selected) -> Result<(), WorkError> {
+/// One file into the archive: its local header, its bytes (CRC-32 on the way), its descriptor. A
+/// file still streaming at `deadline` is left part-way ([`Partial`]): `false`, and the next slice goes
+/// on from there, so no file is too big for a slice.
+async fn write_file(
+    sink: &mut Sink<'_>,
+    file: &Selected,
+    deadline: Instant,
+) -> Result<bool, WorkError> {
     let ctx = sink.ctx;
-    let out = match ctx
-        .s3
-        .get_object()
-        .bucket(&ctx.bucket)
-        .key(&file.s3_key)
-        .send()
-        .await
-    {
+    let resume = sink.cp.partial.take();
+    let mut req = ctx.s3.get_object().bucket(&ctx.bucket).key(&file.s3_key);
+    if let Some(p) = &resume {
+        req = req.range(format!("bytes={}-", p.written)).if_match(&p.etag);
+    }
+    let out = match req.send().await {
         Ok(o) => o,
-        Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => {
+        Err(e) if resume.is_none() && e.as_service_error().is_some_and(|s| s.is_no_such_key()) => {
             // Deleted since the selection was made: left out, and counted.
             sink.cp.missing += 1;
-            return Ok(());
+            return Ok(true);
+        }
+        Err(e)
+            if resume.is_some()
+                && matches!(
+                    e.raw_response().map(|r| r.status().as_u16()),
+                    Some(404 | 412)
+                ) =>
+        {
+            // Its first bytes are in the zip already: the rest of another version would not fit.
+            return Err(WorkError::permanent(anyhow!(
+                "{} changed or was deleted while it was being zipped",
+                file.name
+            )));
         }
         Err(e) => return Err(retry(anyhow!("reading {}: {e:?}", file.name))),
     };
-    let size = out.content_length().unwrap_or(0).max(0) as u64;
-    let (t, d) = zipw::dos_time(&file.uploaded_at);
-    let offset = sink.cp.offset;
-    sink.write(&zipw::local_header(&file.name, size, t, d))
-        .await?;
-    let mut crc = crc32fast::Hasher::new();
+    let p = match resume {
+        Some(p) => p,
+        None => {
+            let size = out.content_length().unwrap_or(0).max(0) as u64;
+            let (t, d) = zipw::dos_time(&file.uploaded_at);
+            let offset = sink.cp.offset;
+            sink.write(&zipw::local_header(&file.name, size, t, d))
+                .await?;
+            Partial {
+                size,
+                written: 0,
+                crc: 0,
+                offset,
+                etag: out.e_tag().unwrap_or_default().to_string(),
+                dos_time: t,
+                dos_date: d,
+            }
+        }
+    };
+    let mut crc = crc32fast::Hasher::new_with_initial_len(p.crc, p.written);
     let mut body = out.body;
-    let mut written = 0u64;
+    let mut written = p.written;
     while let Some(chunk) = body
         .try_next()
         .await
@@ -428,26 +479,36 @@ async fn write_file(sink: &mut Sink<'_>, file: &Selected) -> Result<(), WorkErro
         crc.update(&chunk);
         written += chunk.len() as u64;
         sink.write(&chunk).await?;
+        if written < p.size && Instant::now() >= deadline {
+            tracing::info!(file = %file.name, written, size = p.size, "slice ended mid-file");
+            sink.cp.partial = Some(Partial {
+                written,
+                crc: crc.clone().finalize(),
+                ..p
+            });
+            return Ok(false);
+        }
     }
-    if written != size {
+    if written != p.size {
         return Err(retry(anyhow!(
-            "{}: read {written} of {size} bytes",
-            file.name
+            "{}: read {written} of {} bytes",
+            file.name,
+            p.size
         )));
     }
     let crc = crc.finalize();
-    sink.write(&zipw::descriptor(crc, size)).await?;
+    sink.write(&zipw::descriptor(crc, p.size)).await?;
     sink.cp.entries.push(Entry {
         name: file.name.clone(),
         crc,
-        size,
-        offset,
-        dos_time: t,
-        dos_date: d,
+        size: p.size,
+        offset: p.offset,
+        dos_time: p.dos_time,
+        dos_date: p.dos_date,
     });
     sink.cp.files_done += 1;
-    sink.cp.bytes_done += size;
-    Ok(())
+    sink.cp.bytes_done += p.size;
+    Ok(true)
 }
 
 /// Saves the checkpoint: the tail under a new name first, then the state that points at it.
