@@ -76,6 +76,15 @@ struct Checkpoint {
     partial: Option<Partial>,
 }
 
+impl Checkpoint {
+    /// The build's progress onto the task's download.
+    fn report(&self, d: &mut transfer::Download) {
+        d.files_done = self.files_done;
+        d.bytes_done = self.bytes_done;
+        d.files_missing = self.missing;
+    }
+}
+
 /// A file written part-way: the next slice reads the rest (`Range`, `If-Match` its ETag) and goes on
 /// with the CRC-32 from here.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -371,14 +380,9 @@ async fn slice(ctx: &Ctx, owner: &str, task_id: &str) -> Result<(), WorkError> {
         sink.cp.next += 1;
         if last_progress.elapsed() >= PROGRESS_EVERY {
             last_progress = Instant::now();
-            let (f, b, m) = (sink.cp.files_done, sink.cp.bytes_done, sink.cp.missing);
-            set_download(ctx, task_id, |d| {
-                d.files_done = f;
-                d.bytes_done = b;
-                d.files_missing = m;
-            })
-            .await
-            .map_err(retry)?;
+            set_download(ctx, task_id, |d| sink.cp.report(d))
+                .await
+                .map_err(retry)?;
         }
     };
     match stop {
@@ -389,11 +393,9 @@ async fn slice(ctx: &Ctx, owner: &str, task_id: &str) -> Result<(), WorkError> {
         Stop::Finished => finish(ctx, owner, task_id, sink, old_tail).await,
         Stop::Paused | Stop::OutOfTime => {
             save(ctx, owner, task_id, &mut sink, old_tail).await?;
-            let (f, b, m) = (sink.cp.files_done, sink.cp.bytes_done, sink.cp.missing);
+            let f = sink.cp.files_done;
             set_download(ctx, task_id, |d| {
-                d.files_done = f;
-                d.bytes_done = b;
-                d.files_missing = m;
+                sink.cp.report(d);
                 d.lease_until_ms = None;
             })
             .await
@@ -546,13 +548,7 @@ async fn save(
         .await
         .map_err(|e| retry(anyhow!("saving the checkpoint: {e:?}")))?;
     if let Some(old) = old_tail.filter(|o| Some(o) != sink.cp.tail_key.as_ref()) {
-        let _ = ctx
-            .s3
-            .delete_object()
-            .bucket(&ctx.bucket)
-            .key(old)
-            .send()
-            .await;
+        remove(ctx, old).await;
     }
     Ok(())
 }
@@ -645,13 +641,11 @@ async fn complete(
             }
         }
     }
-    let (f, b, m) = (cp.files_done, cp.bytes_done, cp.missing);
+    let f = cp.files_done;
     let now = now_rfc3339();
     set_download(ctx, task_id, |d| {
         d.status = DownloadStatus::Ready;
-        d.files_done = f;
-        d.bytes_done = b;
-        d.files_missing = m;
+        cp.report(d);
         d.zip_size = Some(size);
         d.lease_until_ms = None;
         d.error = None;
@@ -668,16 +662,21 @@ async fn complete(
     .into_iter()
     .flatten()
     {
-        let _ = ctx
-            .s3
-            .delete_object()
-            .bucket(&ctx.bucket)
-            .key(k)
-            .send()
-            .await;
+        remove(ctx, k).await;
     }
     tracing::info!(task_id, files = f, bytes = size, "zip ready");
     Ok(())
+}
+
+/// Deletes `key`, best effort: whatever stays behind expires with the bucket's lifecycle rule.
+async fn remove(ctx: &Ctx, key: impl Into<String>) {
+    let _ = ctx
+        .s3
+        .delete_object()
+        .bucket(&ctx.bucket)
+        .key(key)
+        .send()
+        .await;
 }
 
 /// An aborted or expired task's download: the multipart upload, the tail, the checkpoint, the
@@ -702,13 +701,7 @@ async fn clean_up(ctx: &Ctx, owner: &str, task_id: &str, cp: Option<&Checkpoint>
                 .await;
         }
         if let Some(t) = &c.tail_key {
-            let _ = ctx
-                .s3
-                .delete_object()
-                .bucket(&ctx.bucket)
-                .key(t)
-                .send()
-                .await;
+            remove(ctx, t).await;
         }
     }
     for k in [
@@ -716,13 +709,7 @@ async fn clean_up(ctx: &Ctx, owner: &str, task_id: &str, cp: Option<&Checkpoint>
         selection_key(owner, task_id),
         zip_key(owner, task_id),
     ] {
-        let _ = ctx
-            .s3
-            .delete_object()
-            .bucket(&ctx.bucket)
-            .key(k)
-            .send()
-            .await;
+        remove(ctx, k).await;
     }
     tracing::info!(task_id, "download removed: its task is gone");
 }
