@@ -300,7 +300,7 @@ async fn uploads_land_byte_identical_under_the_callers_prefix_and_refuse_travers
                     "{}/upload_file/{}?filename={}",
                     base_url(),
                     t["task_id"].as_str().unwrap(),
-                    urlencode(bad)
+                    ferry_shared::loaders::percent_encoded(bad)
                 ))
                 .basic_auth(who.0, Some(who.1))
                 .body("x"),
@@ -391,17 +391,6 @@ async fn uploads_land_byte_identical_under_the_callers_prefix_and_refuse_travers
     )
     .await;
     assert_eq!(s, 401);
-}
-
-fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 #[tokio::test]

@@ -32,7 +32,7 @@ use ferry_shared::store::{Meta, StoreError};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::routes::{AppState, Caller, gone, load, unix_now};
+use crate::routes::{AppState, Caller, conflict, load, task_error, unix_now};
 use ferry_shared::domain::transfer::task_meta;
 
 /// Files listed or deleted by one request, at most.
@@ -42,12 +42,6 @@ const MAX_FILES: usize = 10_000;
 #[serde(deny_unknown_fields)]
 pub struct UploadQuery {
     filename: Option<String>,
-}
-
-pub(crate) fn conflict(why: &str) -> ApiError {
-    ApiError::conflict(why.to_string())
-        .field("task_id")
-        .with("detail", json!(why))
 }
 
 /// A running task of the caller's, else 404 (gone) or 409 (paused).
@@ -167,12 +161,7 @@ pub async fn upload_file(
                 .key(&s3_key)
                 .send()
                 .await;
-        return Err(match e {
-            StoreError::Conflict(Conflict(why)) if why == transfer::GONE => gone(&task_id),
-            StoreError::NotFound => gone(&task_id),
-            StoreError::Conflict(Conflict(why)) => conflict(&why),
-            e => e.into(),
-        });
+        return Err(task_error(&task_id, e));
     }
     let file = StoredFile {
         owner: caller.clone(),
@@ -560,15 +549,7 @@ async fn start_download(
             Ok(t)
         })
         .await;
-    match moved {
-        Ok(_) => {}
-        Err(StoreError::Conflict(Conflict(why))) if why == transfer::GONE => {
-            return Err(gone(&task_id));
-        }
-        Err(StoreError::NotFound) => return Err(gone(&task_id)),
-        Err(StoreError::Conflict(Conflict(why))) => return Err(conflict(&why)),
-        Err(e) => return Err(e.into()),
-    }
+    moved.map_err(|e| task_error(&task_id, e))?;
     s.queue
         .send(&TransferMessage::BuildZip {
             task_id: task_id.clone(),

@@ -226,6 +226,24 @@ pub(crate) fn gone(task_id: &str) -> ApiError {
         .with("detail", json!(message))
 }
 
+/// A refusal about a task: 409 with the reason, also as the original's `detail`.
+pub(crate) fn conflict(why: &str) -> ApiError {
+    ApiError::conflict(why.to_string())
+        .field("task_id")
+        .with("detail", json!(why))
+}
+
+/// What a refused write on a task means to the caller: gone (aborted, expired, deleted) is 404,
+/// another refusal 409, anything else the store's own error.
+pub(crate) fn task_error(task_id: &str, e: StoreError) -> ApiError {
+    match e {
+        StoreError::Conflict(Conflict(why)) if why == transfer::GONE => gone(task_id),
+        StoreError::NotFound => gone(task_id),
+        StoreError::Conflict(Conflict(why)) => conflict(&why),
+        e => e.into(),
+    }
+}
+
 /// The caller's live task, else 404 (someone else's task is not told apart from a missing one).
 pub(crate) async fn load(store: &Store, caller: &str, task_id: &str) -> Result<Task, ApiError> {
     let task = store
@@ -326,11 +344,6 @@ async fn act(
             };
             Ok(Json(json!({"message": message, "task": view(&t.value)})))
         }
-        Err(StoreError::Conflict(Conflict(why))) if why == transfer::GONE => Err(gone(task_id)),
-        Err(StoreError::Conflict(Conflict(why))) => Err(ApiError::conflict(why.clone())
-            .field("task_id")
-            .with("detail", json!(why))),
-        Err(StoreError::NotFound) => Err(gone(task_id)),
-        Err(e) => Err(e.into()),
+        Err(e) => Err(task_error(task_id, e)),
     }
 }

@@ -20,12 +20,11 @@ use ferry_shared::domain::transfer::{self, MultipartUpload, StoredFile, Task, ta
 use ferry_shared::domain::{Conflict, now_rfc3339};
 use ferry_shared::http::{ApiError, JsonBody};
 use ferry_shared::keys::Key;
-use ferry_shared::store::StoreError;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::files::{conflict, file_view, put_record, running};
-use crate::routes::{AppState, Caller, gone, unix_now};
+use crate::files::{file_view, put_record, running};
+use crate::routes::{AppState, Caller, conflict, task_error, unix_now};
 
 /// How long a part URL is good for.
 const URL_TTL: Duration = Duration::from_secs(600);
@@ -39,15 +38,6 @@ pub struct Start {
     size: u64,
     part_size: Option<u64>,
     content_type: Option<String>,
-}
-
-fn store_error(task_id: &str, e: StoreError) -> ApiError {
-    match e {
-        StoreError::Conflict(Conflict(why)) if why == transfer::GONE => gone(task_id),
-        StoreError::NotFound => gone(task_id),
-        StoreError::Conflict(Conflict(why)) => conflict(&why),
-        e => e.into(),
-    }
 }
 
 fn plan(m: &MultipartUpload) -> Value {
@@ -119,7 +109,7 @@ pub async fn start(
         .await;
     if let Err(e) = moved {
         abort_upload(&s, &key, &upload_id).await;
-        return Err(store_error(&task_id, e));
+        return Err(task_error(&task_id, e));
     }
     tracing::info!(task_id = %task_id, size = m.size, parts = m.parts(), "upload in parts started");
     Ok((StatusCode::CREATED, Json(plan(&m))))
@@ -280,7 +270,7 @@ pub async fn complete(
             t.upload(&name, &now, unix_now())
         })
         .await
-        .map_err(|e| store_error(&task_id, e))?;
+        .map_err(|e| task_error(&task_id, e))?;
     let file = StoredFile {
         owner: caller.clone(),
         name: m.filename.clone(),

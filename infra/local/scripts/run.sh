@@ -65,17 +65,26 @@ load_function_env() {
   (umask 077 && printf '%s\n' "$out" >"$FERRY_STATE_DIR/function-env.sh")
 }
 
-start_watch() {
-  local pid
-  if pid="$(recorded_pid watch)" && http_answers "http://127.0.0.1:$WATCH_PORT/"; then
-    say "watch: already running (pid $pid)"
-    return 0
-  fi
-  [ -n "${pid:-}" ] && stop_service watch
-  if tcp_open "$WATCH_PORT"; then
-    say "error: port $WATCH_PORT is in use by a process run.sh did not start: $(port_owner "$WATCH_PORT")"
+# to_start NAME PORT URL: status 0 when NAME is to be started (a stale one of run.sh's is stopped
+# first), 1 when run.sh's NAME already answers URL, 2 when a process run.sh did not start holds PORT.
+to_start() {
+  local name="$1" port="$2" url="$3" pid
+  if pid="$(recorded_pid "$name")" && http_answers "$url"; then
+    say "$name: already running (pid $pid)"
     return 1
   fi
+  [ -n "${pid:-}" ] && stop_service "$name"
+  if tcp_open "$port"; then
+    say "error: port $port is in use by a process run.sh did not start: $(port_owner "$port")"
+    return 2
+  fi
+}
+
+start_watch() {
+  local rc=0
+  to_start watch "$WATCH_PORT" "http://127.0.0.1:$WATCH_PORT/" || rc=$?
+  [ "$rc" = 1 ] && return 0
+  [ "$rc" = 0 ] || return 1
   command -v cargo-lambda >/dev/null || {
     say "error: cargo-lambda is not on PATH: run infra/local/scripts/install.sh"
     return 1
@@ -106,16 +115,10 @@ start_watch() {
 
 # The gateway reads the template's routes when it starts: restart it (make down; make up) after changing them.
 start_gateway() {
-  local pid
-  if pid="$(recorded_pid gateway)" && tcp_open "$FERRY_API_PORT"; then
-    say "gateway: already running (pid $pid)"
-    return 0
-  fi
-  [ -n "${pid:-}" ] && stop_service gateway
-  if tcp_open "$FERRY_API_PORT"; then
-    say "error: port $FERRY_API_PORT is in use by a process run.sh did not start: $(port_owner "$FERRY_API_PORT")"
-    return 1
-  fi
+  local rc=0
+  to_start gateway "$FERRY_API_PORT" "$FERRY_API_URL/health/live" || rc=$?
+  [ "$rc" = 1 ] && return 0
+  [ "$rc" = 0 ] || return 1
   say "gateway: starting ferry-local gateway on 127.0.0.1:$FERRY_API_PORT (log $(log_file gateway))"
   spawn gateway -C "$FERRY_ROOT" "$FERRY_LOCAL" gateway
   wait_ready gateway 30 http_answers "$FERRY_API_URL/health/live"

@@ -162,30 +162,16 @@ fn matches(segments: &[Segment], parts: &[&str]) -> Option<Params> {
                 if p.is_empty() {
                     return None;
                 }
-                params.insert(name.clone(), percent_decode(p));
+                params.insert(
+                    name.clone(),
+                    percent_encoding::percent_decode_str(p)
+                        .decode_utf8_lossy()
+                        .into_owned(),
+                );
             }
         }
     }
     (parts.len() == segments.len()).then_some(params)
-}
-
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
-            if let Some(b) = hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
-                out.push(b);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn is_text(headers: &HeaderMap) -> bool {
@@ -228,7 +214,7 @@ pub fn event(route: &Route, params: &Params, req: &Incoming<'_>, request_id: &st
     }
     let mut qs: BTreeMap<String, String> = BTreeMap::new();
     if let Some(q) = req.query {
-        for (k, v) in form_urlencoded_pairs(q) {
+        for (k, v) in form_urlencoded::parse(q.as_bytes()).into_owned() {
             qs.entry(k)
                 .and_modify(|e| {
                     e.push(',');
@@ -285,17 +271,6 @@ pub fn event(route: &Route, params: &Params, req: &Incoming<'_>, request_id: &st
         m.insert("body".into(), body);
     }
     e
-}
-
-fn form_urlencoded_pairs(q: &str) -> Vec<(String, String)> {
-    q.split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| {
-            let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            let d = |s: &str| percent_decode(&s.replace('+', " "));
-            (d(k), d(v))
-        })
-        .collect()
 }
 
 fn message(status: StatusCode, text: &str) -> Response<Body> {
