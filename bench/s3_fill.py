@@ -5,8 +5,8 @@ one run; prints objects/s of both and the ratio (goal >= 1.5x).
 How to rerun (a local stack must be up: `make up`):
 
     source infra/local/scripts/env.sh && source "$FERRY_STATE_DIR/function-env.sh"
-    python3 -m venv ~/.cache/ferry/venv-awscli && ~/.cache/ferry/venv-awscli/bin/pip install awscli
-    ~/.cache/ferry/venv-awscli/bin/python bench/s3_fill.py      # needs botocore: run it with that venv
+    python3 -m venv ~/.cache/ferry/venv-awscli && ~/.cache/ferry/venv-awscli/bin/pip install awscli botocore
+    ~/.cache/ferry/venv-awscli/bin/python bench/s3_fill.py      # botocore: awscli >= 1.46 vendors its own copy
 
 ferry: POST /s3/start_loader (crud false) and the clock stops when the loader's item says completed: the
 whole path (API, SQS tick chain through the pump, worker-loader-s3 as run by cargo lambda watch, each file

@@ -6,8 +6,8 @@ How to rerun (a local stack must be up, e.g. `make dev`, or `infra/local/scripts
 
     source infra/local/scripts/env.sh && source "$FERRY_STATE_DIR/function-env.sh"
     apt-get install -y rclone                                   # Debian rclone
-    python3 -m venv ~/.cache/ferry/venv-awscli && ~/.cache/ferry/venv-awscli/bin/pip install awscli
-    ~/.cache/ferry/venv-awscli/bin/python bench/sync_s3.py      # needs botocore: run it with that venv
+    python3 -m venv ~/.cache/ferry/venv-awscli && ~/.cache/ferry/venv-awscli/bin/pip install awscli botocore
+    ~/.cache/ferry/venv-awscli/bin/python bench/sync_s3.py      # botocore: awscli >= 1.46 vendors its own copy
 
 Scenarios (data set: 20 objects of 10 MiB + 200 of 100 KiB = 219.5 MiB):
   1. bucket -> bucket on the stack's moto: ferry run-now until the run ends (HTTP API, SQS, pump, worker),

@@ -103,6 +103,16 @@ fn xorshift(state: &mut u64) -> u64 {
     *state
 }
 
+/// What every step of one S3 slice works on: the loader, its store and its layout.
+#[derive(Clone, Copy)]
+struct SliceCx<'a> {
+    l: &'a Loader,
+    target: &'a S3Target,
+    layout: &'a S3Layout,
+    formats: &'a [FileFormat],
+    folders: &'a [String],
+}
+
 impl Engine {
     pub(crate) async fn work_s3(
         &self,
@@ -136,6 +146,13 @@ impl Engine {
         if *phase == Phase::Pending {
             *phase = Phase::Loading;
         }
+        let cx = SliceCx {
+            l,
+            target: &conn.target,
+            layout: &layout,
+            formats: &formats,
+            folders: &folders,
+        };
         let start = Instant::now();
         let mut spec = l.spec.clone();
         let mut last_check = Instant::now();
@@ -146,18 +163,7 @@ impl Engine {
             if *phase == Phase::Loading {
                 // The fill streams: batches are planned as the PUTs ahead of them drain, so the
                 // pipeline never empties between batches; the stop check runs beside it.
-                let end = self
-                    .fill_slice(
-                        l,
-                        &conn.target,
-                        &layout,
-                        &formats,
-                        &folders,
-                        &mut inv,
-                        p,
-                        start,
-                    )
-                    .await?;
+                let end = self.fill_slice(&cx, &mut inv, p, start).await?;
                 ops += end.ops;
                 p.count = inv.count();
                 match end.why {
@@ -203,9 +209,7 @@ impl Engine {
             };
             // The plan already moved the inventory; a failed batch leaves it unknown: the error
             // returns without putting it back, so the next slice lists the buckets again.
-            let done = self
-                .apply(l, &conn.target, &layout, &formats, &folders, changes, p)
-                .await?;
+            let done = self.apply(&cx, changes, p).await?;
             ops += done;
             p.count = inv.count();
             if let Some(rate) = spec.rate_limit {
@@ -232,18 +236,16 @@ impl Engine {
     /// PUT through one pipeline (a batch is planned when the one before it is under way, not done),
     /// until the buckets hold the layout, the slice is over, or the loader is seen stopping (checked
     /// every [`CHECK_EVERY`] beside the pipeline). What is planned is always run to its end.
-    #[allow(clippy::too_many_arguments)]
     async fn fill_slice(
         &self,
-        l: &Loader,
-        target: &S3Target,
-        layout: &S3Layout,
-        formats: &[FileFormat],
-        folders: &[String],
+        cx: &SliceCx<'_>,
         inv: &mut Inventory,
         p: &mut Progress,
         start: Instant,
     ) -> Result<FillSlice, TargetError> {
+        let SliceCx {
+            l, layout, folders, ..
+        } = *cx;
         let filled = AtomicBool::new(false);
         let stopping = AtomicBool::new(false);
         let slice = self.slice;
@@ -275,7 +277,7 @@ impl Engine {
                 }
             }
         };
-        let work = self.apply(l, target, layout, formats, folders, changes, p);
+        let work = self.apply(cx, changes, p);
         tokio::pin!(work);
         let ops = tokio::select! {
             done = &mut work => done?,
@@ -335,17 +337,19 @@ impl Engine {
 
     /// Runs a batch of changes: PUTs in parallel (each file encoded off the async threads), deletes in
     /// bulk per bucket. Returns the operations done.
-    #[allow(clippy::too_many_arguments)]
     async fn apply(
         &self,
-        l: &Loader,
-        target: &S3Target,
-        layout: &S3Layout,
-        formats: &[FileFormat],
-        folders: &[String],
+        cx: &SliceCx<'_>,
         changes: impl IntoIterator<Item = Change, IntoIter: Send> + Send,
         p: &mut Progress,
     ) -> Result<u64, TargetError> {
+        let SliceCx {
+            l,
+            target,
+            layout,
+            formats,
+            folders,
+        } = *cx;
         let mut deletes: HashMap<usize, Vec<String>> = HashMap::new();
         let next_seq = &mut p.next_seq;
         // Deletes are gathered for bulk requests at the end; PUTs are described as the changes come.
