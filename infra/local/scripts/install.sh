@@ -53,12 +53,12 @@ install_mariadb() {
 }
 
 # $FERRY_CACHE/bin/moto_server: moto's own WSGI application (what its `moto_server` script serves), with
-# three changes for speed and one for correctness:
+# changes for speed and one fix:
 # - It is served by waitress (one process, a thread pool, HTTP/1.1 keep-alive) instead of werkzeug's
 #   development server, which closes the connection after every answer and starts a thread per
 #   connection: bare 16 KiB PUTs from 16 threads ran at ~900 objects/s on werkzeug and ~1,300 on
-#   waitress on this machine. Threads: FERRY_MOTO_THREADS (64; every SQS long poll holds one for up to
-#   20 s). FERRY_MOTO_HTTP=werkzeug serves it as moto does (for comparisons, and for S3 metadata
+#   waitress on this machine. Threads: FERRY_MOTO_THREADS (128; an SQS long poll holds one for its
+#   whole wait). FERRY_MOTO_HTTP=werkzeug serves it as moto does (for comparisons, and for S3 metadata
 #   names with an underscore: waitress drops such headers, moto's werkzeug handler keeps them).
 # - Two costs moto pays on every request (py-spy of a moto under an S3 fill: a quarter of its busy time
 #   in werkzeug's access log, written by every request thread under one lock, and a tenth listing moto's
@@ -134,7 +134,7 @@ waitress.serve(
     app,
     host=args.host,
     port=args.port,
-    threads=int(os.environ.get("FERRY_MOTO_THREADS", "64")),
+    threads=int(os.environ.get("FERRY_MOTO_THREADS", "128")),
     connection_limit=1000,
     # Bodies up to 64 MiB stay in memory (waitress spools bigger ones to a temporary file).
     inbuf_overflow=64 << 20,
