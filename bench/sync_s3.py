@@ -19,7 +19,8 @@ Scenarios (data set: 20 objects of 10 MiB + 200 of 100 KiB = 219.5 MiB):
      moto checks no signatures).
 Each tool runs REPEAT times (BENCH_REPEAT, default 2) into a fresh destination; the best time counts.
 BENCH_ONLY=bucket or BENCH_ONLY=foreign runs one scenario; BENCH_TOOLS=ferry,rclone runs only the tools
-whose label starts with one of those (for profiling one side).
+whose label starts with one of those (for profiling one side). BENCH_FERRY_CONCURRENCY sets the
+ferry job's `concurrency` (copies in flight per worker invocation; default 16).
 """
 
 import json
@@ -41,6 +42,9 @@ from botocore.config import Config
 MIB = 1024 * 1024
 BIG, SMALL = 20, 200
 CONCURRENCY = 16
+# The job's `concurrency` (copies in flight per copy message, i.e. per worker invocation; a run's
+# groups run on several instances at once). BENCH_FERRY_CONCURRENCY changes it for ferry alone.
+FERRY_CONCURRENCY = int(os.environ.get("BENCH_FERRY_CONCURRENCY", str(CONCURRENCY)))
 REPEAT = int(os.environ.get("BENCH_REPEAT", "2"))
 ONLY = os.environ.get("BENCH_ONLY", "")  # "bucket" or "foreign": one scenario
 TOOLS = [t for t in os.environ.get("BENCH_TOOLS", "").split(",") if t]  # e.g. "ferry": only those
@@ -106,7 +110,7 @@ def ferry(token, connector, dst):
     job = http("POST", "/api/v1/scheduler/create_job", {
         "job_name": "bench", "connector_type": "S3", "schedule": "daily",
         "connector_config": connector, "destination": {"bucket": dst, "prefix": ""},
-        "concurrency": CONCURRENCY}, token)["job_id"]
+        "concurrency": FERRY_CONCURRENCY}, token)["job_id"]
     t0 = time.monotonic()
     run = http("POST", f"/api/v1/jobs/{job}/run", None, token)["run_id"]
     # The end is watched on the run's own item (what the API reads), every 20 ms: polling the API
