@@ -278,7 +278,7 @@ def bucket_to_bucket(s3, src, tag, token, fresh, dst):
     t_rclone = best("rclone sync", lambda: rclone_sync(f"m:{src}", f"m:{dst()}", env))
     t_ceiling = best("store ceiling (16 threads of CopyObject)",
                      lambda: ceiling(s3, src, f"bench-dst-{tag}-{next(fresh)}"))
-    peer = min(t_aws, t_rclone)
+    peer = min((t for t in (t_aws, t_rclone) if t == t), default=float("nan"))  # a skipped tool is nan
     print(f"  ratio vs the better peer: {peer / t_ferry:.2f}x (goal >= 1.3x); "
           f"ferry at {t_ceiling / t_ferry:.0%} of the store's ceiling")
 
