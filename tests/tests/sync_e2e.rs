@@ -663,3 +663,107 @@ async fn a_listing_of_several_pages_counts_every_object_once() {
         "{run}"
     );
 }
+
+/// An object's content headers and user metadata arrive with it on every copy path, as a server-side
+/// CopyObject keeps them: CopyObject (small, same store), UploadPartCopy (big, same store), GET + PUT
+/// (small, foreign store) and ranged GET + UploadPart (big, foreign store).
+#[tokio::test]
+async fn copies_keep_the_objects_content_headers_and_user_metadata() {
+    async fn put_dressed(s3: &aws_sdk_s3::Client, bucket: &str, key: &str, body: Vec<u8>) {
+        s3.put_object()
+            .bucket(bucket)
+            .key(key)
+            .body(body.into())
+            .content_type("application/x-ferry-test")
+            .cache_control("max-age=60")
+            .content_disposition("attachment; filename=\"report.bin\"")
+            .content_language("fr")
+            .metadata("owner", "team-a")
+            .metadata("origin", key)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("put {key}: {e:?}"));
+    }
+    async fn check(s3: &aws_sdk_s3::Client, bucket: &str, key: &str, source_key: &str) {
+        let h = s3
+            .head_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("head {key}: {e:?}"));
+        assert_eq!(h.content_type(), Some("application/x-ferry-test"), "{key}");
+        assert_eq!(h.cache_control(), Some("max-age=60"), "{key}");
+        assert_eq!(
+            h.content_disposition(),
+            Some("attachment; filename=\"report.bin\""),
+            "{key}"
+        );
+        assert_eq!(h.content_language(), Some("fr"), "{key}");
+        let meta = h.metadata().cloned().unwrap_or_default();
+        assert_eq!(
+            meta.get("owner").map(String::as_str),
+            Some("team-a"),
+            "{key}: {meta:?}"
+        );
+        assert_eq!(
+            meta.get("origin").map(String::as_str),
+            Some(source_key),
+            "{key}: {meta:?}"
+        );
+    }
+
+    let s3 = s3().await;
+    let tok = token(&["user"]).await;
+    let files = [
+        ("m/small.bin", data(30_000, 5)),
+        ("m/big.bin", data(11 * MIB + 5, 6)),
+    ];
+
+    // Same store.
+    let src = bucket(&s3, "msrc").await;
+    let dst = bucket(&s3, "mdst").await;
+    for (k, b) in &files {
+        put_dressed(&s3, &src, k, b.clone()).await;
+    }
+    let job = create_job(
+        &tok,
+        json!({"job_name": "meta same", "connector_type": "S3", "schedule": "daily", "chunk_size": 5 * MIB,
+               "connector_config": {"bucket_name": src, "prefix": "m/"},
+               "destination": {"bucket": dst, "prefix": "c"}}),
+    )
+    .await;
+    let run = ended(&job, &run_now(&tok, &job).await, Duration::from_secs(240)).await;
+    assert_eq!(run["status"], "completed", "{run}");
+    assert_eq!(run["counts"]["processed"], 2, "{run}");
+    for (k, b) in &files {
+        let dest = format!("c/{}", k.strip_prefix("m/").unwrap());
+        assert_eq!(md5(&get(&s3, &dst, &dest).await), md5(b), "{dest}");
+        check(&s3, &dst, &dest, k).await;
+    }
+
+    // Foreign store.
+    let foreign = ForeignMoto::start().await;
+    let far = foreign.client();
+    foreign.bucket("meta-src").await;
+    for (k, b) in &files {
+        put_dressed(&far, "meta-src", k, b.clone()).await;
+    }
+    let fdst = bucket(&s3, "mfdst").await;
+    let job = create_job(
+        &tok,
+        json!({"job_name": "meta foreign", "connector_type": "S3", "schedule": "daily", "chunk_size": 5 * MIB,
+               "connector_config": {"bucket_name": "meta-src", "prefix": "m/", "endpoint_url": foreign.url,
+                                    "region": "eu-west-1", "access_key_id": "k", "secret_access_key": "s"},
+               "destination": {"bucket": fdst, "prefix": "f"}}),
+    )
+    .await;
+    let run = ended(&job, &run_now(&tok, &job).await, Duration::from_secs(240)).await;
+    assert_eq!(run["status"], "completed", "{run}");
+    assert_eq!(run["counts"]["processed"], 2, "{run}");
+    for (k, b) in &files {
+        let dest = format!("f/{}", k.strip_prefix("m/").unwrap());
+        assert_eq!(md5(&get(&s3, &fdst, &dest).await), md5(b), "{dest}");
+        check(&s3, &fdst, &dest, k).await;
+    }
+}

@@ -15,6 +15,8 @@
 
 use crate::engine::{Ctx, Engine, PARTS_PER_MESSAGE};
 use crate::s3io::{self, S3Fail};
+use aws_sdk_s3::operation::create_multipart_upload::builders::CreateMultipartUploadFluentBuilder;
+use aws_sdk_s3::operation::put_object::builders::PutObjectFluentBuilder;
 use aws_sdk_s3::primitives::{ByteStream, DateTimeFormat};
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use ferry_shared::domain::sync::{
@@ -25,11 +27,89 @@ use ferry_shared::keys::Key;
 use ferry_shared::messages::SyncMessage;
 use ferry_shared::store::{MAX_BATCH_CREATES, Meta, Patch, StoreError};
 use futures::{StreamExt, TryStreamExt};
+use std::collections::HashMap;
 use std::time::Duration;
 
 /// User metadata ferry writes on multipart and foreign copies: the source ETag it copied (a
 /// multipart copy gets an ETag of its own, so delta needs this to recognise an unchanged object).
 const SOURCE_ETAG_META: &str = "ferry-source-etag";
+
+/// What a copy carries from the source besides the bytes, as a server-side CopyObject does: the
+/// content headers and the user metadata, plus ferry's own entry naming the source ETag it copied.
+#[derive(Clone, Debug, Default, PartialEq)]
+struct Carried {
+    content_type: Option<String>,
+    cache_control: Option<String>,
+    content_disposition: Option<String>,
+    content_encoding: Option<String>,
+    content_language: Option<String>,
+    metadata: HashMap<String, String>,
+}
+
+/// [`Carried`] from a HeadObject or GetObject answer (the same accessors on both) for `obj`.
+macro_rules! carried {
+    ($out:expr, $obj:expr) => {
+        Carried::new(
+            $obj,
+            [
+                $out.content_type(),
+                $out.cache_control(),
+                $out.content_disposition(),
+                $out.content_encoding(),
+                $out.content_language(),
+            ],
+            $out.metadata(),
+        )
+    };
+}
+impl Carried {
+    /// `headers`: content type, cache control, disposition, encoding and language, in that order.
+    fn new(
+        obj: &ObjectRef,
+        headers: [Option<&str>; 5],
+        metadata: Option<&HashMap<String, String>>,
+    ) -> Self {
+        let [
+            content_type,
+            cache_control,
+            content_disposition,
+            content_encoding,
+            content_language,
+        ] = headers.map(|h| h.map(str::to_string));
+        let mut metadata = metadata.cloned().unwrap_or_default();
+        // ferry's entry is the source's ETag, whatever a copy of a copy carried before.
+        metadata.remove(SOURCE_ETAG_META);
+        if let Some(e) = obj.etag.as_deref() {
+            metadata.insert(SOURCE_ETAG_META.to_string(), s3io::bare(e).to_string());
+        }
+        Carried {
+            content_type,
+            cache_control,
+            content_disposition,
+            content_encoding,
+            content_language,
+            metadata,
+        }
+    }
+
+    fn put(&self, b: PutObjectFluentBuilder) -> PutObjectFluentBuilder {
+        b.set_content_type(self.content_type.clone())
+            .set_cache_control(self.cache_control.clone())
+            .set_content_disposition(self.content_disposition.clone())
+            .set_content_encoding(self.content_encoding.clone())
+            .set_content_language(self.content_language.clone())
+            .set_metadata(Some(self.metadata.clone()))
+    }
+
+    fn create(&self, b: CreateMultipartUploadFluentBuilder) -> CreateMultipartUploadFluentBuilder {
+        b.set_content_type(self.content_type.clone())
+            .set_cache_control(self.cache_control.clone())
+            .set_content_disposition(self.content_disposition.clone())
+            .set_content_encoding(self.content_encoding.clone())
+            .set_content_language(self.content_language.clone())
+            .set_metadata(Some(self.metadata.clone()))
+    }
+}
 
 /// A copy step failed: in S3 (the object fails once retries are spent) or in the store (the message
 /// is retried).
@@ -563,7 +643,7 @@ impl Engine {
                 .send()
                 .await
                 .map_err(s3io::classify)?;
-            let content_type = got.content_type.clone();
+            let carried = carried!(got, obj);
             let body = got
                 .body
                 .collect()
@@ -577,13 +657,10 @@ impl Engine {
                 Some(m) if body.len() as u64 == obj.size => m,
                 _ => self.check_body(obj, obj.size, &body)?,
             };
-            let put = self
-                .s3
-                .put_object()
+            let put = carried
+                .put(self.s3.put_object())
                 .bucket(&job.destination.bucket)
                 .key(dest_key)
-                .set_content_type(content_type)
-                .set_metadata(source_etag_meta(obj))
                 .content_md5(md5.base64)
                 .body(ByteStream::from(body))
                 .customize()
@@ -714,13 +791,12 @@ impl Engine {
                 .map_err(s3io::classify)
         })
         .await?;
+        let carried = carried!(head, obj);
         let created = s3io::retry(job.max_attempts, "create multipart upload", |_| async {
-            self.s3
-                .create_multipart_upload()
+            carried
+                .create(self.s3.create_multipart_upload())
                 .bucket(&job.destination.bucket)
                 .key(dest_key)
-                .set_content_type(head.content_type.clone())
-                .set_metadata(source_etag_meta(obj))
                 .send()
                 .await
                 .map_err(s3io::classify)
@@ -935,12 +1011,6 @@ impl Engine {
     }
 }
 
-fn source_etag_meta(obj: &ObjectRef) -> Option<std::collections::HashMap<String, String>> {
-    obj.etag.as_deref().map(|e| {
-        std::collections::HashMap::from([(SOURCE_ETAG_META.to_string(), s3io::bare(e).to_string())])
-    })
-}
-
 fn check_etag(what: &str, got: Option<&str>, md5: &str) -> Result<(), S3Fail> {
     match got {
         Some(e) if s3io::is_plain_md5(e) && s3io::bare(e) != md5 => Err(S3Fail::Transient(
@@ -958,5 +1028,47 @@ fn explain(e: S3Fail) -> String {
         }
         S3Fail::NotFound(_) => "the source object no longer exists".into(),
         other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_copy_carries_the_content_headers_and_metadata_with_the_source_etag_as_ferrys_entry() {
+        let obj = ObjectRef {
+            key: "a/b.json".into(),
+            size: 10,
+            etag: Some("\"0123456789abcdef0123456789abcdef\"".into()),
+            last_modified: None,
+        };
+        let meta = HashMap::from([
+            ("owner".to_string(), "team_a".to_string()),
+            (SOURCE_ETAG_META.to_string(), "stale".to_string()),
+        ]);
+        let c = Carried::new(
+            &obj,
+            [
+                Some("application/json"),
+                Some("max-age=60"),
+                None,
+                Some("gzip"),
+                Some("fr"),
+            ],
+            Some(&meta),
+        );
+        assert_eq!(c.content_type.as_deref(), Some("application/json"));
+        assert_eq!(c.cache_control.as_deref(), Some("max-age=60"));
+        assert_eq!(c.content_disposition, None);
+        assert_eq!(c.content_encoding.as_deref(), Some("gzip"));
+        assert_eq!(c.content_language.as_deref(), Some("fr"));
+        assert_eq!(c.metadata["owner"], "team_a");
+        assert_eq!(
+            c.metadata[SOURCE_ETAG_META], "0123456789abcdef0123456789abcdef",
+            "a copy of a copy names its own source"
+        );
+        let bare = Carried::new(&ObjectRef { etag: None, ..obj }, [None; 5], None);
+        assert_eq!(bare, Carried::default(), "nothing to carry, no ferry entry");
     }
 }
