@@ -22,7 +22,7 @@
 
 use anyhow::{Context, Result, bail};
 use ferry_shared::domain::loader::{self, FillStep, Mix, Target};
-use ferry_shared::loaders::mongo::Mongo;
+use ferry_shared::loaders::mongo::{self, Mongo};
 use ferry_shared::loaders::mysql::{self, Column, Mysql, Val};
 use ferry_shared::loaders::{Creds, hotel, update_targets};
 use std::io::Write;
@@ -520,8 +520,11 @@ async fn bench_mongo(args: &Args, fill_batch: u64) -> Result<()> {
     {
         let mut out = Vec::with_capacity(n as usize * (DOC_SIZE + 16));
         for seq in 0..n {
-            let mut d = hotel::document(loader_id, seq, DOC_SIZE);
-            d.insert("_id".into(), serde_json::json!(seq));
+            let h = hotel::padded(loader_id, seq, DOC_SIZE);
+            let d = hotel::MongoDocument {
+                id: seq as i64,
+                hotel: &h,
+            };
             serde_json::to_writer(&mut out, &d)?;
             out.push(b'\n');
         }
@@ -534,8 +537,7 @@ async fn bench_mongo(args: &Args, fill_batch: u64) -> Result<()> {
         let t0 = Instant::now();
         let k = n.min(5_000);
         for seq in 0..k {
-            let d = hotel::document(loader_id, seq, DOC_SIZE);
-            std::hint::black_box(mongodb::bson::serialize_to_document(&d)?);
+            std::hint::black_box(mongo::raw_document(loader_id, seq, DOC_SIZE)?);
         }
         println!(
             "mongo docs: generation alone {:.0} docs/s on one thread",

@@ -309,6 +309,40 @@ pub fn document(loader_id: &str, seq: u64, size: usize) -> Map<String, Value> {
     pad(hotel(loader_id, seq), size)
 }
 
+/// Hotel `seq` of `loader_id` with `document_size` and a `padding` that make its compact JSON exactly
+/// `size` bytes, as [`document`] (the smallest possible when `size` is below the unpadded hotel), but
+/// typed: the fields stay in the template's order and serialise without a JSON map in between.
+pub fn padded(loader_id: &str, seq: u64, size: usize) -> Hotel {
+    /// Counts what is written (the JSON length without building the text).
+    struct Len(usize);
+    impl std::io::Write for Len {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0 += b.len();
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut h = Hotel::generate(loader_id, seq);
+    h.document_size = size as i64;
+    h.padding.clear();
+    let mut len = Len(0);
+    if serde_json::to_writer(&mut len, &h).is_ok() && size > len.0 {
+        h.set_padding(size - len.0);
+    }
+    h
+}
+
+/// A MongoDB document: `_id` (the sequence number) first, where the server keeps it, then the hotel.
+#[derive(Debug, Serialize)]
+pub struct MongoDocument<'a> {
+    #[serde(rename = "_id")]
+    pub id: i64,
+    #[serde(flatten)]
+    pub hotel: &'a Hotel,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -331,6 +365,27 @@ mod tests {
             for seq in 0..20 {
                 let d = document("0190-loader", seq, size);
                 assert_eq!(serde_json::to_vec(&d).unwrap().len(), size, "seq {seq}");
+            }
+        }
+    }
+
+    #[test]
+    fn padded_hotels_are_exactly_the_asked_size_and_hold_the_documents_values() {
+        for size in [10, 1024, 4096, 65_536] {
+            for seq in 0..20 {
+                let h = padded("0190-loader", seq, size);
+                let json = serde_json::to_vec(&h).unwrap();
+                if size >= 1024 {
+                    assert_eq!(json.len(), size, "seq {seq}");
+                } else {
+                    assert!(h.padding.is_empty());
+                }
+                // The same values as the JSON document (padding aside: its filler differs).
+                let mut typed: Map<String, Value> = serde_json::from_slice(&json).unwrap();
+                let mut d = document("0190-loader", seq, size);
+                typed.remove("padding");
+                d.remove("padding");
+                assert_eq!(typed, d, "seq {seq}");
             }
         }
     }

@@ -4,7 +4,7 @@
 use super::{CONNECT_TIMEOUT, Creds, TargetError, hotel, percent_encoded};
 use crate::domain::loader::Target;
 use futures::{StreamExt, TryStreamExt};
-use mongodb::bson::{Bson, Document, doc};
+use mongodb::bson::{Bson, Document, RawDocumentBuf, doc};
 use mongodb::options::ClientOptions;
 use mongodb::{Client, Collection, Database};
 
@@ -23,6 +23,17 @@ pub struct Mongo {
     coll: Collection<Document>,
     /// insert_many calls in flight during a fill, by server (see [`PARALLEL`]).
     parallel: usize,
+}
+
+/// Document `seq` of `loader_id` at `size` bytes (its JSON without `_id`, as [`hotel::document`]) as
+/// BSON: `_id` first, then the hotel template's fields in its order.
+pub fn raw_document(loader_id: &str, seq: u64, size: usize) -> Result<RawDocumentBuf, TargetError> {
+    let h = hotel::padded(loader_id, seq, size);
+    mongodb::bson::serialize_to_raw_document_buf(&hotel::MongoDocument {
+        id: seq as i64,
+        hotel: &h,
+    })
+    .map_err(|e| TargetError::Failed(format!("encoding document {seq}: {e}")))
 }
 
 fn classify(e: mongodb::error::Error) -> TargetError {
@@ -147,20 +158,19 @@ impl Mongo {
     ) -> Result<u64, TargetError> {
         let loader = loader_id.to_string();
         let parallel = self.parallel;
+        // Documents are made as BSON bytes on the blocking pool, ahead of the call in flight: the
+        // driver then copies them into its message instead of encoding a document tree per call.
         let batches = super::generate_ahead(seqs, DOCS_PER_INSERT, parallel + 1, move |r| {
-            r.map(|seq| {
-                // `_id` first (the map is ordered by key, `_` before the template's lowercase names),
-                // where the server keeps it: it need not move it on insert.
-                let mut m = hotel::document(&loader, seq, size);
-                m.insert("_id".into(), serde_json::json!(seq as i64));
-                mongodb::bson::serialize_to_document(&m).unwrap_or_default()
-            })
-            .collect::<Vec<Document>>()
+            r.map(|seq| raw_document(&loader, seq, size))
+                .collect::<Result<Vec<RawDocumentBuf>, TargetError>>()
         });
+        let raw = self.coll.clone_with_type::<RawDocumentBuf>();
+        let raw = &raw;
         let results: Vec<Result<u64, TargetError>> = batches
             .map(|c| async move {
+                let c = c?;
                 let n = c.len() as u64;
-                match self.coll.insert_many(c).ordered(false).await {
+                match raw.insert_many(c).ordered(false).await {
                     Ok(r) => Ok(r.inserted_ids.len() as u64),
                     Err(e) => match *e.kind {
                         mongodb::error::ErrorKind::InsertMany(ref f) => {
@@ -255,6 +265,22 @@ fn id_of(d: &Document) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn raw_documents_are_the_padded_hotel_with_its_id_first_in_template_order() {
+        for seq in [0, 7, 123_456] {
+            let raw = raw_document("0190-loader", seq, 1024).unwrap();
+            let keys: Vec<&str> = raw.iter().map(|e| e.unwrap().0.as_str()).collect();
+            let mut want = vec!["_id"];
+            want.extend(hotel::FIELDS);
+            assert_eq!(keys, want);
+            let doc = Document::try_from(&raw).unwrap();
+            assert_eq!(doc.get_i64("_id").unwrap(), seq as i64);
+            assert_eq!(doc.get_i64("document_size").unwrap(), 1024);
+            let back: hotel::Hotel = mongodb::bson::deserialize_from_document(doc).unwrap();
+            assert_eq!(back, hotel::padded("0190-loader", seq, 1024));
+        }
+    }
 
     #[test]
     fn url_is_built_from_fields_or_taken_from_atlas_url() {
