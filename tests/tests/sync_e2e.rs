@@ -713,6 +713,32 @@ async fn copies_keep_the_objects_content_headers_and_user_metadata() {
         );
     }
 
+    /// Runs a job from `connector` (prefix `m/`) into `dst` under `prefix`, then checks every copy.
+    async fn synced(
+        tok: &str,
+        connector: Value,
+        dst: &str,
+        prefix: &str,
+        files: &[(&str, Vec<u8>)],
+    ) {
+        let s3 = s3().await;
+        let job = create_job(
+            tok,
+            json!({"job_name": format!("meta {prefix}"), "connector_type": "S3", "schedule": "daily",
+                   "chunk_size": 5 * MIB, "connector_config": connector,
+                   "destination": {"bucket": dst, "prefix": prefix}}),
+        )
+        .await;
+        let run = ended(&job, &run_now(tok, &job).await, Duration::from_secs(240)).await;
+        assert_eq!(run["status"], "completed", "{run}");
+        assert_eq!(run["counts"]["processed"], 2, "{run}");
+        for (k, b) in files {
+            let dest = format!("{prefix}/{}", k.strip_prefix("m/").unwrap());
+            assert_eq!(md5(&get(&s3, dst, &dest).await), md5(b), "{dest}");
+            check(&s3, dst, &dest, k).await;
+        }
+    }
+
     let s3 = s3().await;
     let tok = token(&["user"]).await;
     let files = [
@@ -726,21 +752,8 @@ async fn copies_keep_the_objects_content_headers_and_user_metadata() {
     for (k, b) in &files {
         put_dressed(&s3, &src, k, b.clone()).await;
     }
-    let job = create_job(
-        &tok,
-        json!({"job_name": "meta same", "connector_type": "S3", "schedule": "daily", "chunk_size": 5 * MIB,
-               "connector_config": {"bucket_name": src, "prefix": "m/"},
-               "destination": {"bucket": dst, "prefix": "c"}}),
-    )
-    .await;
-    let run = ended(&job, &run_now(&tok, &job).await, Duration::from_secs(240)).await;
-    assert_eq!(run["status"], "completed", "{run}");
-    assert_eq!(run["counts"]["processed"], 2, "{run}");
-    for (k, b) in &files {
-        let dest = format!("c/{}", k.strip_prefix("m/").unwrap());
-        assert_eq!(md5(&get(&s3, &dst, &dest).await), md5(b), "{dest}");
-        check(&s3, &dst, &dest, k).await;
-    }
+    let same = json!({"bucket_name": src, "prefix": "m/"});
+    synced(&tok, same, &dst, "c", &files).await;
 
     // Foreign store.
     let foreign = ForeignMoto::start().await;
@@ -750,20 +763,7 @@ async fn copies_keep_the_objects_content_headers_and_user_metadata() {
         put_dressed(&far, "meta-src", k, b.clone()).await;
     }
     let fdst = bucket(&s3, "mfdst").await;
-    let job = create_job(
-        &tok,
-        json!({"job_name": "meta foreign", "connector_type": "S3", "schedule": "daily", "chunk_size": 5 * MIB,
-               "connector_config": {"bucket_name": "meta-src", "prefix": "m/", "endpoint_url": foreign.url,
-                                    "region": "eu-west-1", "access_key_id": "k", "secret_access_key": "s"},
-               "destination": {"bucket": fdst, "prefix": "f"}}),
-    )
-    .await;
-    let run = ended(&job, &run_now(&tok, &job).await, Duration::from_secs(240)).await;
-    assert_eq!(run["status"], "completed", "{run}");
-    assert_eq!(run["counts"]["processed"], 2, "{run}");
-    for (k, b) in &files {
-        let dest = format!("f/{}", k.strip_prefix("m/").unwrap());
-        assert_eq!(md5(&get(&s3, &fdst, &dest).await), md5(b), "{dest}");
-        check(&s3, &fdst, &dest, k).await;
-    }
+    let far_source = json!({"bucket_name": "meta-src", "prefix": "m/", "endpoint_url": foreign.url,
+                            "region": "eu-west-1", "access_key_id": "k", "secret_access_key": "s"});
+    synced(&tok, far_source, &fdst, "f", &files).await;
 }

@@ -15,8 +15,6 @@
 
 use crate::engine::{Ctx, Engine, PARTS_PER_MESSAGE};
 use crate::s3io::{self, S3Fail};
-use aws_sdk_s3::operation::create_multipart_upload::builders::CreateMultipartUploadFluentBuilder;
-use aws_sdk_s3::operation::put_object::builders::PutObjectFluentBuilder;
 use aws_sdk_s3::primitives::{ByteStream, DateTimeFormat};
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use ferry_shared::domain::sync::{
@@ -91,24 +89,20 @@ impl Carried {
             metadata,
         }
     }
+}
 
-    fn put(&self, b: PutObjectFluentBuilder) -> PutObjectFluentBuilder {
-        b.set_content_type(self.content_type.clone())
-            .set_cache_control(self.cache_control.clone())
-            .set_content_disposition(self.content_disposition.clone())
-            .set_content_encoding(self.content_encoding.clone())
-            .set_content_language(self.content_language.clone())
-            .set_metadata(Some(self.metadata.clone()))
-    }
-
-    fn create(&self, b: CreateMultipartUploadFluentBuilder) -> CreateMultipartUploadFluentBuilder {
-        b.set_content_type(self.content_type.clone())
-            .set_cache_control(self.cache_control.clone())
-            .set_content_disposition(self.content_disposition.clone())
-            .set_content_encoding(self.content_encoding.clone())
-            .set_content_language(self.content_language.clone())
-            .set_metadata(Some(self.metadata.clone()))
-    }
+/// A PutObject or CreateMultipartUpload request (the same setters) with what a [`Carried`] holds.
+macro_rules! carry {
+    ($request:expr, $carried:expr) => {{
+        let c: &Carried = $carried;
+        $request
+            .set_content_type(c.content_type.clone())
+            .set_cache_control(c.cache_control.clone())
+            .set_content_disposition(c.content_disposition.clone())
+            .set_content_encoding(c.content_encoding.clone())
+            .set_content_language(c.content_language.clone())
+            .set_metadata(Some(c.metadata.clone()))
+    }};
 }
 
 /// A copy step failed: in S3 (the object fails once retries are spent) or in the store (the message
@@ -657,8 +651,7 @@ impl Engine {
                 Some(m) if body.len() as u64 == obj.size => m,
                 _ => self.check_body(obj, obj.size, &body)?,
             };
-            let put = carried
-                .put(self.s3.put_object())
+            let put = carry!(self.s3.put_object(), &carried)
                 .bucket(&job.destination.bucket)
                 .key(dest_key)
                 .content_md5(md5.base64)
@@ -793,8 +786,7 @@ impl Engine {
         .await?;
         let carried = carried!(head, obj);
         let created = s3io::retry(job.max_attempts, "create multipart upload", |_| async {
-            carried
-                .create(self.s3.create_multipart_upload())
+            carry!(self.s3.create_multipart_upload(), &carried)
                 .bucket(&job.destination.bucket)
                 .key(dest_key)
                 .send()
