@@ -32,8 +32,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// Documents per fill step (split into parallel batches by the adapters); a stop or a PATCH is seen
-/// between steps.
+/// Items per fill step on DynamoDB (split into parallel batches by the adapter; MongoDB's step is
+/// `Mongo::fill_step`, by server and document size); a stop or a PATCH is seen between steps.
 const FILL_BATCH: u64 = 4000;
 /// Rows per fill step on MySQL: its statements run four at a time and each step ends when the slowest
 /// does, so short steps leave the server idle (300k rows: 4,000 a step 107k rows/s, 20,000: 132k,
@@ -123,8 +123,11 @@ impl Conn {
         }
     }
 
-    fn fill_batch(&self) -> u64 {
+    /// Documents per fill step for documents of `size` bytes.
+    fn fill_batch(&self, size: u32) -> u64 {
         match self {
+            #[cfg(feature = "databases")]
+            Conn::Mongo(m) => m.fill_step(size as usize),
             #[cfg(feature = "databases")]
             Conn::Mysql(..) => MYSQL_FILL_BATCH,
             _ => FILL_BATCH,
@@ -509,7 +512,7 @@ impl Engine {
             }
             match *phase {
                 Phase::Loading => {
-                    match loader::fill_step(p.count, spec.target_count, conn.fill_batch()) {
+                    match loader::fill_step(p.count, spec.target_count, conn.fill_batch(spec.document_size)) {
                         FillStep::Insert(n) => {
                             let got = conn.insert(l, p.next_seq, n).await?;
                             p.next_seq += n;

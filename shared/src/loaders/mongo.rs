@@ -8,8 +8,15 @@ use mongodb::bson::{Bson, Document, RawDocumentBuf, doc};
 use mongodb::options::ClientOptions;
 use mongodb::{Client, Collection, Database};
 
-/// Documents per insert_many during a fill.
+/// Documents per insert_many during a fill on MongoDB, at most (see [`BATCH_BYTES`]).
 pub const DOCS_PER_INSERT: u64 = 1000;
+/// Documents per insert_many on FerretDB, at most: it takes fewer, larger insert messages faster
+/// (40,000 hotels of 1 KiB sent by a bare wire client, one message in flight: 1,000 a message 5,650
+/// docs/s, 4,000: 6,900, 10,000: 7,300, 40,000: 7,900; bench/RESULTS.md).
+pub const DOCS_PER_INSERT_FERRETDB: u64 = 10_000;
+/// Bytes of documents per insert_many, at most: with large documents a batch holds fewer of them, so
+/// the batches generated ahead and in flight stay within tens of MiB whatever `document_size` is.
+pub const BATCH_BYTES: u64 = 8 << 20;
 /// insert_many calls in flight during a fill: MongoDB takes them in parallel; FerretDB (its SQLite
 /// backend writes one transaction at a time) is fastest with one, the next batch generated meanwhile
 /// (bench/RESULTS.md: 1 in flight 5,956 docs/s, 2: 5,388, 4: 5,228).
@@ -23,6 +30,8 @@ pub struct Mongo {
     coll: Collection<Document>,
     /// insert_many calls in flight during a fill, by server (see [`PARALLEL`]).
     parallel: usize,
+    /// Documents per insert_many at most, by server (see [`DOCS_PER_INSERT`]).
+    max_docs: u64,
 }
 
 /// Document `seq` of `loader_id` at `size` bytes (its JSON without `_id`, as [`hotel::document`]) as
@@ -34,6 +43,11 @@ pub fn raw_document(loader_id: &str, seq: u64, size: usize) -> Result<RawDocumen
         hotel: &h,
     })
     .map_err(|e| TargetError::Failed(format!("encoding document {seq}: {e}")))
+}
+
+/// Documents of `size` bytes per insert_many on a server taking `max_docs` at most.
+fn docs_per_insert(max_docs: u64, size: usize) -> u64 {
+    (BATCH_BYTES / size.max(1) as u64).clamp(1, max_docs)
 }
 
 fn classify(e: mongodb::error::Error) -> TargetError {
@@ -121,7 +135,23 @@ impl Mongo {
             } else {
                 PARALLEL
             },
+            max_docs: if ferretdb {
+                DOCS_PER_INSERT_FERRETDB
+            } else {
+                DOCS_PER_INSERT
+            },
         })
+    }
+
+    /// Documents of `size` bytes per insert_many: the server's cap, fewer when they would pass
+    /// [`BATCH_BYTES`], at least one.
+    pub fn docs_per_insert(&self, size: usize) -> u64 {
+        docs_per_insert(self.max_docs, size)
+    }
+
+    /// Documents per fill step (a stop is seen between steps): one insert_many for each call in flight.
+    pub fn fill_step(&self, size: usize) -> u64 {
+        self.docs_per_insert(size) * self.parallel as u64
     }
 
     pub async fn count(&self) -> Result<u64, TargetError> {
@@ -147,7 +177,7 @@ impl Mongo {
         })
     }
 
-    /// Inserts documents `seqs` of `loader_id`: unordered insert_many of [`DOCS_PER_INSERT`],
+    /// Inserts documents `seqs` of `loader_id`: unordered insert_many of [`Mongo::docs_per_insert`],
     /// [`PARALLEL`] at a time (one on FerretDB), the next batches generated meanwhile. Returns how
     /// many were inserted.
     pub async fn insert(
@@ -160,7 +190,8 @@ impl Mongo {
         let parallel = self.parallel;
         // Documents are made as BSON bytes on the blocking pool, ahead of the call in flight: the
         // driver then copies them into its message instead of encoding a document tree per call.
-        let batches = super::generate_ahead(seqs, DOCS_PER_INSERT, parallel + 1, move |r| {
+        let per_insert = self.docs_per_insert(size);
+        let batches = super::generate_ahead(seqs, per_insert, parallel + 1, move |r| {
             r.map(|seq| raw_document(&loader, seq, size))
                 .collect::<Result<Vec<RawDocumentBuf>, TargetError>>()
         });
@@ -265,6 +296,17 @@ fn id_of(d: &Document) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn insert_batches_hold_the_servers_cap_or_fewer_large_documents() {
+        assert_eq!(docs_per_insert(DOCS_PER_INSERT, 1024), 1000);
+        assert_eq!(docs_per_insert(DOCS_PER_INSERT_FERRETDB, 1024), 8192);
+        assert_eq!(docs_per_insert(DOCS_PER_INSERT_FERRETDB, 100), 10_000);
+        // document_size's upper bound (1,000,000 bytes): 8 documents, 8 MB, a batch.
+        assert_eq!(docs_per_insert(DOCS_PER_INSERT, 1_000_000), 8);
+        assert_eq!(docs_per_insert(DOCS_PER_INSERT, 20_000_000), 1);
+        assert_eq!(docs_per_insert(DOCS_PER_INSERT, 0), 1000);
+    }
 
     #[test]
     fn raw_documents_are_the_padded_hotel_with_its_id_first_in_template_order() {
