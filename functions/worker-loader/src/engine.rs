@@ -512,7 +512,11 @@ impl Engine {
             }
             match *phase {
                 Phase::Loading => {
-                    match loader::fill_step(p.count, spec.target_count, conn.fill_batch(spec.document_size)) {
+                    match loader::fill_step(
+                        p.count,
+                        spec.target_count,
+                        conn.fill_batch(spec.document_size),
+                    ) {
                         FillStep::Insert(n) => {
                             let got = conn.insert(l, p.next_seq, n).await?;
                             p.next_seq += n;
