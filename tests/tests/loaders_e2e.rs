@@ -248,6 +248,21 @@ async fn errors_are_422_404_403_and_a_fast_502() {
             "{kind}: {b}"
         );
     }
+    // document_size: up to 1,000,000 bytes, and a DynamoDB item's 400 KB.
+    for (path, size) in [
+        ("/dynamo/start_loader", 400_001),
+        ("/mongo/start_loader", 1_000_001),
+        ("/mongo/start_loader", 0),
+    ] {
+        let body = json!({"table_name": "t", "ip": "127.0.0.1", "database_name": "d",
+                          "collection_name": "c", "target_num_docs": 1, "document_size": size});
+        let (s, b) = post(&tok, path, body).await;
+        assert_eq!(
+            (s, &b["error"]["field"]),
+            (400, &json!("document_size")),
+            "{path} {size}: {b}"
+        );
+    }
     let (s, b) = post(&tok, "/mysql/stop_loader", json!({"loader_id": "nope"})).await;
     assert_eq!(s, 404, "{b}");
     let (s, _) = call(http().get(format!("{}/loaders/nope", base_url()))).await;

@@ -226,11 +226,18 @@ struct Start {
     restart: Option<String>,
 }
 
+/// Largest `document_size` a MongoDB or MySQL loader takes.
+const MAX_DOCUMENT_SIZE: u64 = 1_000_000;
+/// Largest `document_size` a DynamoDB loader takes: an item holds at most 400 KB (names and values),
+/// and a document's JSON is a little longer than its item.
+const MAX_DYNAMO_DOCUMENT_SIZE: u64 = 400_000;
+
 fn spec_of(
     f: &Fields,
     crud: bool,
     count_fields: &[&str],
     default_size: u32,
+    max_size: u64,
 ) -> Result<Option<Spec>, ApiError> {
     let mut target = None;
     for name in count_fields {
@@ -248,10 +255,10 @@ fn spec_of(
             .map_err(|_| ApiError::invalid("mix", "must be {insert, update, delete} weights"))?,
     };
     let document_size = f.u64("document_size")?.unwrap_or(u64::from(default_size));
-    if !(1..=1_000_000).contains(&document_size) {
+    if !(1..=max_size).contains(&document_size) {
         return Err(ApiError::invalid(
             "document_size",
-            "must be between 1 and 1000000 bytes",
+            format!("must be between 1 and {max_size} bytes"),
         ));
     }
     let rate_limit = match f.u64("rate_limit")? {
@@ -550,7 +557,13 @@ async fn mongo_op(
 
 async fn mongo_start(s: AppState, caller: String, f: Fields, crud: bool) -> Reply {
     let restart = f.str("loader_id")?;
-    let spec = spec_of(&f, crud, &["target_num_docs", "initial_doc_count"], 1024)?;
+    let spec = spec_of(
+        &f,
+        crud,
+        &["target_num_docs", "initial_doc_count"],
+        1024,
+        MAX_DOCUMENT_SIZE,
+    )?;
     if let Some(id) = restart {
         return begin(
             &s,
@@ -672,7 +685,7 @@ async fn mysql_connect(t: &Target, c: &Creds) -> Result<Mysql, ApiError> {
 }
 
 async fn mysql_start(s: AppState, caller: String, f: Fields, crud: bool, counts: &[&str]) -> Reply {
-    let spec = spec_of(&f, crud, counts, 1024)?;
+    let spec = spec_of(&f, crud, counts, 1024, MAX_DOCUMENT_SIZE)?;
     if let Some(id) = f.str("loader_id")? {
         return begin(
             &s,
@@ -815,7 +828,13 @@ async fn dynamo_open(
 }
 
 async fn dynamo_start(s: AppState, caller: String, f: Fields, crud: bool) -> Reply {
-    let spec = spec_of(&f, crud, &["target_num_docs", "initial_doc_count"], 1024)?;
+    let spec = spec_of(
+        &f,
+        crud,
+        &["target_num_docs", "initial_doc_count"],
+        1024,
+        MAX_DYNAMO_DOCUMENT_SIZE,
+    )?;
     if let Some(id) = f.str("loader_id")? {
         return begin(
             &s,
