@@ -422,3 +422,41 @@ async fn dynamo_fills_a_table_and_counts_it() {
     .await;
     assert_eq!(s, 200);
 }
+
+/// The largest items a DynamoDB loader takes (document_size 400,000, just under an item's 400 KB) are
+/// written and counted exactly.
+#[tokio::test]
+async fn dynamo_fills_items_of_the_largest_document_size() {
+    let tok = token(&["user"]).await;
+    let table = uniq("big");
+    let (s, b) = post(
+        &tok,
+        "/dynamo/start_loader",
+        json!({"table_name": table, "target_num_docs": 90, "num_buffer": 1,
+               "document_size": 400_000}),
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
+    let id = b["loader_id"].as_str().unwrap().to_string();
+    until_phase(&id, "crud", WAIT).await;
+    post(&tok, "/dynamo/stop_loader", json!({"loader_id": id})).await;
+    let l = until_phase(&id, "stopped", WAIT).await;
+    assert!(l["last_error"].is_null(), "{l}");
+    let (s, c) = call(
+        http()
+            .get(format!("{}/dynamo/count", base_url()))
+            .json(&json!({"table_name": table})),
+    )
+    .await;
+    assert_eq!(s, 200, "{c}");
+    assert_eq!(c["count"], l["current_count"], "{l}");
+    assert!((89..=91).contains(&c["count"].as_u64().unwrap()), "{c}");
+    let (s, _) = call(
+        http()
+            .delete(format!("{}/dynamo/delete_table", base_url()))
+            .bearer_auth(&tok)
+            .json(&json!({"table_name": table})),
+    )
+    .await;
+    assert_eq!(s, 200);
+}

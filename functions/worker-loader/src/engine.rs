@@ -32,8 +32,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// Items per fill step on DynamoDB (split into parallel batches by the adapter; MongoDB's step is
-/// `Mongo::fill_step`, by server and document size); a stop or a PATCH is seen between steps.
+/// Items per fill step on DynamoDB, at most (split into parallel batches by the adapter; fewer large
+/// ones, `Dynamo::fill_step`; MongoDB's step is `Mongo::fill_step`, by server and document size); a
+/// stop or a PATCH is seen between steps.
 const FILL_BATCH: u64 = 4000;
 /// Rows per fill step on MySQL: its statements run four at a time and each step ends when the slowest
 /// does, so short steps leave the server idle (300k rows: 4,000 a step 107k rows/s, 20,000: 132k,
@@ -130,7 +131,10 @@ impl Conn {
             Conn::Mongo(m) => m.fill_step(size as usize),
             #[cfg(feature = "databases")]
             Conn::Mysql(..) => MYSQL_FILL_BATCH,
-            _ => FILL_BATCH,
+            #[cfg(feature = "databases")]
+            Conn::Dynamo(_) => Dynamo::fill_step(FILL_BATCH, size as usize),
+            #[cfg(feature = "files")]
+            Conn::S3(_) => FILL_BATCH,
         }
     }
 

@@ -13,6 +13,13 @@ use aws_sdk_dynamodb::types::{
 use futures::StreamExt;
 use std::collections::HashMap;
 
+/// Bytes of items per fill step, at most (but at least one BatchWriteItem of 25): a step's items are
+/// all made before they are written, so large ones come fewer at a time (4,000 items of 1 KiB, 41 of
+/// 400 KB).
+const FILL_STEP_BYTES: u64 = 16 << 20;
+/// Items per BatchWriteItem (DynamoDB's limit).
+const BATCH_ITEMS: usize = 25;
+
 #[derive(Clone, Debug)]
 pub struct Dynamo {
     client: Client,
@@ -55,6 +62,12 @@ fn to_item(doc: serde_json::Map<String, serde_json::Value>) -> HashMap<String, A
 }
 
 impl Dynamo {
+    /// Items of `size` bytes per fill step: `most`, or fewer when they would pass [`FILL_STEP_BYTES`].
+    pub fn fill_step(most: u64, size: usize) -> u64 {
+        let floor = BATCH_ITEMS as u64;
+        (FILL_STEP_BYTES / size.max(1) as u64).clamp(floor, most.max(floor))
+    }
+
     /// Opens `table`, creating it when `create` and it does not exist.
     pub async fn open(client: Client, table: &str, create: bool) -> Result<Dynamo, TargetError> {
         super::check_identifier("table_name", table).map_err(TargetError::Refused)?;
@@ -163,7 +176,11 @@ impl Dynamo {
     }
 
     async fn write_all(&self, requests: Vec<WriteRequest>) -> Result<(), TargetError> {
-        let batches: Vec<Vec<WriteRequest>> = requests.chunks(25).map(|c| c.to_vec()).collect();
+        let mut requests = requests.into_iter();
+        let batches = std::iter::from_fn(|| {
+            let b: Vec<WriteRequest> = requests.by_ref().take(BATCH_ITEMS).collect();
+            (!b.is_empty()).then_some(b)
+        });
         let results: Vec<Result<(), TargetError>> = futures::stream::iter(batches)
             .map(|b| self.write(b))
             .buffer_unordered(8)
@@ -293,5 +310,19 @@ impl Dynamo {
             .await
             .map(|_| ())
             .map_err(failed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fill_steps_hold_fewer_large_items_and_at_least_one_batch() {
+        assert_eq!(Dynamo::fill_step(4000, 1024), 4000);
+        assert_eq!(Dynamo::fill_step(4000, 400_000), 41);
+        assert_eq!(Dynamo::fill_step(4000, 10_000_000), 25);
+        assert_eq!(Dynamo::fill_step(10, 1024), 25);
+        assert_eq!(Dynamo::fill_step(4000, 0), 4000);
     }
 }
