@@ -21,8 +21,11 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-/// PUTs in flight at once.
+/// PUTs in flight at once, at most.
 const PUT_CONCURRENCY: usize = 16;
+/// Bytes of files in flight at once, at most (but one file always goes): 16 PUTs of up to 4 MiB, one
+/// of 64 MiB (the largest `file_size`), so a slice stays within its function's memory.
+const PUT_BYTES_IN_FLIGHT: usize = 64 << 20;
 /// Files written or deleted per fill plan (plans are made one after another as the fill's PUTs drain;
 /// a planned batch always runs to its end).
 const FILL_BATCH: usize = 64;
@@ -32,6 +35,12 @@ const ENCODE_CHUNK_BYTES: usize = 256 * 1024;
 /// Records of one file use sequence numbers `file << RECORD_BITS ..`: room for 2^20 records, more than
 /// a 64 MiB file (the largest allowed) of 540-byte records holds.
 const RECORD_BITS: u32 = 20;
+
+/// PUTs in flight for files of `size` bytes: [`PUT_CONCURRENCY`], fewer when they would pass
+/// [`PUT_BYTES_IN_FLIGHT`], at least one.
+fn put_concurrency(size: usize) -> usize {
+    (PUT_BYTES_IN_FLIGHT / size.max(1)).clamp(1, PUT_CONCURRENCY)
+}
 
 pub struct S3Conn {
     pub target: S3Target,
@@ -376,10 +385,14 @@ impl Engine {
             }
         });
         let size = layout.file_size as usize;
+        let puts_in_flight = put_concurrency(size);
         // Files are encoded a chunk at a time on the blocking pool (one hand-off per chunk, not per
-        // file), up to one chunk per core at once, ahead of the PUTs that send them.
+        // file), up to one chunk per core at once (as many as PUTs in flight, for large files),
+        // ahead of the PUTs that send them.
         let per_chunk = (ENCODE_CHUNK_BYTES / size.max(1)).clamp(1, PUT_CONCURRENCY);
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let cores = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(puts_in_flight);
         let chunks = std::iter::from_fn(|| {
             let chunk: Vec<_> = puts.by_ref().take(per_chunk).collect();
             (!chunk.is_empty()).then_some(chunk)
@@ -411,7 +424,7 @@ impl Engine {
                 target.put(&bucket, &key, bytes).await?;
                 Ok::<bool, TargetError>(new)
             })
-            .try_buffer_unordered(PUT_CONCURRENCY)
+            .try_buffer_unordered(puts_in_flight)
             .try_collect()
             .await?;
         let inserted = written.iter().filter(|n| **n).count() as u64;
@@ -569,6 +582,15 @@ mod tests {
             min_files: 3,
             max_files: 7,
         }
+    }
+
+    #[test]
+    fn large_files_go_fewer_at_a_time() {
+        assert_eq!(put_concurrency(1024), PUT_CONCURRENCY);
+        assert_eq!(put_concurrency(4 << 20), 16);
+        assert_eq!(put_concurrency(8 << 20), 8);
+        assert_eq!(put_concurrency(64 << 20), 1);
+        assert_eq!(put_concurrency(0), PUT_CONCURRENCY);
     }
 
     fn empty(l: &S3Layout) -> Inventory {
