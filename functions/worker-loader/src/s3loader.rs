@@ -14,8 +14,8 @@ use super::s3files::{self, FileFormat};
 use ferry_shared::domain::loader::{self, Loader, Op, Phase, Progress, S3Layout};
 use ferry_shared::domain::now_rfc3339;
 use ferry_shared::keys::Key;
-use ferry_shared::loaders::TargetError;
 use ferry_shared::loaders::s3::S3Target;
+use ferry_shared::loaders::{TargetError, fitting};
 use futures::{StreamExt, TryStreamExt};
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -39,7 +39,7 @@ const RECORD_BITS: u32 = 20;
 /// PUTs in flight for files of `size` bytes: [`PUT_CONCURRENCY`], fewer when they would pass
 /// [`PUT_BYTES_IN_FLIGHT`], at least one.
 fn put_concurrency(size: usize) -> usize {
-    (PUT_BYTES_IN_FLIGHT / size.max(1)).clamp(1, PUT_CONCURRENCY)
+    fitting(PUT_BYTES_IN_FLIGHT, size, 1, PUT_CONCURRENCY)
 }
 
 pub struct S3Conn {
@@ -389,7 +389,7 @@ impl Engine {
         // Files are encoded a chunk at a time on the blocking pool (one hand-off per chunk, not per
         // file), up to one chunk per core at once (as many as PUTs in flight, for large files),
         // ahead of the PUTs that send them.
-        let per_chunk = (ENCODE_CHUNK_BYTES / size.max(1)).clamp(1, PUT_CONCURRENCY);
+        let per_chunk = fitting(ENCODE_CHUNK_BYTES, size, 1, PUT_CONCURRENCY);
         let cores = std::thread::available_parallelism()
             .map_or(1, |n| n.get())
             .min(puts_in_flight);

@@ -16,7 +16,7 @@ use std::collections::HashMap;
 /// Bytes of items per fill step, at most (but at least one BatchWriteItem of 25): a step's items are
 /// all made before they are written, so large ones come fewer at a time (4,000 items of 1 KiB, 41 of
 /// 400 KB).
-const FILL_STEP_BYTES: u64 = 16 << 20;
+const FILL_STEP_BYTES: usize = 16 << 20;
 /// Items per BatchWriteItem (DynamoDB's limit).
 const BATCH_ITEMS: usize = 25;
 
@@ -64,8 +64,7 @@ fn to_item(doc: serde_json::Map<String, serde_json::Value>) -> HashMap<String, A
 impl Dynamo {
     /// Items of `size` bytes per fill step: `most`, or fewer when they would pass [`FILL_STEP_BYTES`].
     pub fn fill_step(most: u64, size: usize) -> u64 {
-        let floor = BATCH_ITEMS as u64;
-        (FILL_STEP_BYTES / size.max(1) as u64).clamp(floor, most.max(floor))
+        super::fitting(FILL_STEP_BYTES, size, BATCH_ITEMS, most as usize) as u64
     }
 
     /// Opens `table`, creating it when `create` and it does not exist.

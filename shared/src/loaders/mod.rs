@@ -139,6 +139,13 @@ pub fn update_targets(low: u64, high: u64, n: u64, salt: u64) -> Vec<u64> {
 /// Generates the batches of a fill ahead of the writes: `make(range)` runs on blocking threads, at most
 /// `depth` finished batches wait, so building batch k+1 (fake values, encoding) overlaps writing batch
 /// k. The ranges are `seqs` cut into `chunk`-sized pieces, in order.
+/// How many items of `size` bytes fit in `budget` bytes, kept within `floor..=cap` (the floor wins:
+/// at least that many always go). Batches and work in flight are sized with it, so large documents,
+/// rows and files come fewer at a time and memory stays bounded whatever their size.
+pub fn fitting(budget: usize, size: usize, floor: usize, cap: usize) -> usize {
+    (budget / size.max(1)).clamp(floor, cap.max(floor))
+}
+
 pub fn generate_ahead<T, F>(
     seqs: std::ops::Range<u64>,
     chunk: u64,
@@ -171,6 +178,16 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fitting_divides_the_budget_within_floor_and_cap() {
+        assert_eq!(fitting(8 << 20, 1024, 1, 1000), 1000);
+        assert_eq!(fitting(8 << 20, 1024, 1, 10_000), 8192);
+        assert_eq!(fitting(8 << 20, 20 << 20, 1, 1000), 1);
+        assert_eq!(fitting(16 << 20, 10 << 20, 25, 4000), 25);
+        assert_eq!(fitting(16 << 20, 1024, 25, 10), 25);
+        assert_eq!(fitting(1 << 20, 0, 1, 16), 16);
+    }
 
     #[test]
     fn target_errors_are_scrubbed_of_passwords_and_connection_strings() {

@@ -16,7 +16,7 @@ pub const DOCS_PER_INSERT: u64 = 1000;
 pub const DOCS_PER_INSERT_FERRETDB: u64 = 10_000;
 /// Bytes of documents per insert_many, at most: with large documents a batch holds fewer of them, so
 /// the batches generated ahead and in flight stay within tens of MiB whatever `document_size` is.
-pub const BATCH_BYTES: u64 = 8 << 20;
+pub const BATCH_BYTES: usize = 8 << 20;
 /// insert_many calls in flight during a fill: MongoDB takes them in parallel; FerretDB (its SQLite
 /// backend writes one transaction at a time) is fastest with one, the next batch generated meanwhile
 /// (bench/RESULTS.md: 1 in flight 5,956 docs/s, 2: 5,388, 4: 5,228).
@@ -47,7 +47,7 @@ pub fn raw_document(loader_id: &str, seq: u64, size: usize) -> Result<RawDocumen
 
 /// Documents of `size` bytes per insert_many on a server taking `max_docs` at most.
 fn docs_per_insert(max_docs: u64, size: usize) -> u64 {
-    (BATCH_BYTES / size.max(1) as u64).clamp(1, max_docs)
+    super::fitting(BATCH_BYTES, size, 1, max_docs as usize) as u64
 }
 
 fn classify(e: mongodb::error::Error) -> TargetError {

@@ -240,10 +240,12 @@ impl Mysql {
         let plan = RowPlan::new(&refs);
         // Rows of a table that stores the padded document are about `size` bytes long.
         let row_bytes = if plan.padded { size + 1024 } else { 1024 };
-        let per = ROWS_PER_INSERT
-            .min(65_535 / used.len())
-            .min(MAX_STATEMENT_BYTES / row_bytes)
-            .max(1);
+        let per = super::fitting(
+            MAX_STATEMENT_BYTES,
+            row_bytes,
+            1,
+            ROWS_PER_INSERT.min(65_535 / used.len()),
+        );
         let tuple = format!("({})", vec!["?"; used.len()].join(","));
         let prepared =
             std::sync::Arc::new(format!("{head}{}", vec![tuple.as_str(); per].join(",")));
