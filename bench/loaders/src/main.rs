@@ -570,7 +570,8 @@ async fn bench_mongo(args: &Args) -> Result<()> {
         m.drop_collection().await?;
         Ok(ferry)
     };
-    // threads 0: the bare-wire client (pre-encoded OP_MSG inserts, no driver), the server's ceiling.
+    // threads 0: the bare-wire client (pre-encoded OP_MSG inserts of 1,000, no driver), the server's
+    // ceiling for that message size.
     let peer_round = |threads: u32| {
         let mode = match threads {
             0 => vec!["--wire".to_string()],
@@ -615,7 +616,7 @@ async fn bench_mongo(args: &Args) -> Result<()> {
         let mut round_peer = 0f64;
         let ceiling = peer_round(0)?;
         println!(
-            "mongo fill round {round}: bare wire client (pre-encoded OP_MSG, the ceiling) {ceiling:.0} docs/s"
+            "mongo fill round {round}: bare wire client (pre-encoded OP_MSG of 1,000: the ceiling for that size) {ceiling:.0} docs/s"
         );
         for threads in [1u32, 4] {
             let rate = peer_round(threads)?;
